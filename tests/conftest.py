@@ -13,6 +13,8 @@ sys.path.insert(0, str(ROOT / "daemon"))
 
 IS_ROOT = os.geteuid() == 0
 
+pytest_plugins = ["tests.support.fixtures"]
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if IS_ROOT:
@@ -21,3 +23,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "integration" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """As root nothing excuses skipping an integration test: such a skip fails the run."""
+    outcome = yield
+    report = outcome.get_result()
+    if IS_ROOT and report.skipped and "integration" in item.keywords:
+        report.outcome = "failed"
+        report.longrepr = f"integration test skipped while running as root: {report.longrepr}"

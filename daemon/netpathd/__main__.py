@@ -1,0 +1,3 @@
+from netpathd.app import main
+
+raise SystemExit(main())

@@ -1,0 +1,44 @@
+"""Connecting to the bus and owning ``org.netpathd1``.
+
+Objects are exported before the name is requested, so the first client that
+sees the name appear can already call every method (systemd-resolved does the
+same: ``manager_connect_bus()`` adds all vtables, then requests the name).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from dbus_fast import BusType, NameFlag, RequestNameReply
+from dbus_fast.aio import MessageBus
+from dbus_fast.errors import DBusError
+from dbus_fast.service import ServiceInterface
+
+from netpathd import BUS_NAME, OBJECT_PATH
+from netpathd.errors import Failed
+
+CONNECT_TIMEOUT = 10.0
+
+
+async def connect(address: str | None) -> MessageBus:
+    """The bus at ``address``, or the system bus."""
+    bus = MessageBus(bus_address=address) if address else MessageBus(bus_type=BusType.SYSTEM)
+    where = address or "the system bus"
+    try:
+        return await asyncio.wait_for(bus.connect(), CONNECT_TIMEOUT)
+    except (OSError, TimeoutError, DBusError) as error:
+        raise Failed(f"cannot connect to {where}: {error}") from error
+
+
+async def publish(bus: MessageBus, interfaces: list[ServiceInterface]) -> None:
+    """Export the interfaces, then take the name; refuse to share it."""
+    for interface in interfaces:
+        bus.export(OBJECT_PATH, interface)
+    try:
+        reply = await asyncio.wait_for(
+            bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE), CONNECT_TIMEOUT
+        )
+    except DBusError as error:
+        raise Failed(f"not allowed to own {BUS_NAME}: {error.text}") from error
+    if reply is not RequestNameReply.PRIMARY_OWNER:
+        raise Failed(f"{BUS_NAME} is already owned on this bus: is another netpathd running?")

@@ -1,0 +1,97 @@
+"""netpathctl: the command-line client of netpathd.
+
+A verbs table in the manner of resolvectl and ``ip``: each verb module adds
+its sub-commands; exit codes come from D-Bus error names in one table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from netpathd import __version__
+
+BUS_ADDRESS_ENV = "NETPATHD_BUS_ADDRESS"
+
+# What a script can test for, derived from the D-Bus error name in one place.
+EXIT_CODES: dict[str, int] = {
+    "org.netpathd1.Error.Failed": 1,
+    "org.netpathd1.Error.InvalidArgument": 2,
+    "org.netpathd1.Error.NotFound": 3,
+    "org.netpathd1.Error.PermissionDenied": 4,
+    "org.freedesktop.DBus.Error.AccessDenied": 4,
+    "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired": 4,
+    "org.netpathd1.Error.AlreadyExists": 5,
+    "org.netpathd1.Error.NotSupported": 6,
+    "org.netpathd1.Error.InvalidConfiguration": 7,
+    "org.freedesktop.DBus.Error.ServiceUnknown": 69,
+    "org.freedesktop.DBus.Error.NameHasNoOwner": 69,
+    "": 69,  # no bus at all
+}
+
+if TYPE_CHECKING:  # keeps dbus-fast out of verbs that do not talk to the daemon
+    from netpathd.ctl.client import Client
+
+Handler = Callable[["Client", argparse.Namespace], Awaitable[Any]]
+
+
+def emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    """Print ``data`` as JSON with --json, else the human ``text``."""
+    if args.json:
+        print(json.dumps(data, indent=2, sort_keys=True, default=str))
+    elif text:
+        print(text)
+
+
+async def show_status(client: Client, args: argparse.Namespace) -> None:
+    values = await client.get_all("org.netpathd1.Manager")
+    width = max(len(name) for name in values)
+    emit(args, values, "\n".join(f"{name:>{width}}: {value}" for name, value in values.items()))
+
+
+async def reload(client: Client, args: argparse.Namespace) -> None:
+    await client.call("org.netpathd1.Manager", "Reload")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="netpathctl", description="Control netpathd.")
+    parser.add_argument(
+        "--bus-address",
+        default=os.environ.get(BUS_ADDRESS_ENV) or None,
+        help=f"D-Bus address of netpathd (default: ${BUS_ADDRESS_ENV}, else the system bus)",
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--version", action="version", version=f"netpathctl {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    verbs.add_parser("status", help="show the daemon's state").set_defaults(handler=show_status)
+    verbs.add_parser("reload", help="re-read the configuration").set_defaults(handler=reload)
+    return parser
+
+
+async def dispatch(args: argparse.Namespace) -> int:
+    from netpathd.ctl.client import CallFailed, Client  # noqa: PLC0415
+
+    try:
+        client = await Client.connect(args.bus_address)
+        try:
+            await args.handler(client, args)
+        finally:
+            client.close()
+    except CallFailed as error:
+        print(f"netpathctl: {error.text}", file=sys.stderr)
+        return EXIT_CODES.get(error.name, 1)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    return asyncio.run(dispatch(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

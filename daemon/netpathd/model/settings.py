@@ -1,0 +1,44 @@
+"""netpathd's own settings, read from ``netpathd.conf`` in ``--config-dir``.
+
+Unknown sections and keys are refused by name rather than ignored: a typo in a
+daemon's configuration that silently does nothing is the worst kind of bug.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netpathd.errors import ConfigError
+from netpathd.model.keyfile import Section, parse_keyfile
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+CONFIG_FILE_NAME = "netpathd.conf"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    log_level: str = "info"
+
+
+def _parse_main(section: Section, path: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for entry in section.entries:
+        if entry.key != "log-level":
+            raise ConfigError(path, entry.line, f"unknown key {entry.key!r} in [main]")
+        if entry.value not in LOG_LEVELS:
+            raise ConfigError(
+                path,
+                entry.line,
+                f"log-level must be one of {', '.join(LOG_LEVELS)}, got {entry.value!r}",
+            )
+        values["log_level"] = entry.value
+    return values
+
+
+def parse_settings(text: str, path: str) -> Settings:
+    values: dict[str, str] = {}
+    for section in parse_keyfile(text, path):
+        if section.name != "main" or section.argument is not None:
+            raise ConfigError(path, section.line, f"unknown section [{section.name}]")
+        values.update(_parse_main(section, path))
+    return Settings(**values)

@@ -1,0 +1,61 @@
+"""The exported D-Bus surface equals the XML in dbus/, which is the checked contract."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.support.bus import PrivateBus
+from tests.support.daemon import Daemon
+
+pytestmark = pytest.mark.integration
+
+DBUS_DIR = Path(__file__).resolve().parents[2] / "dbus"
+CONTRACT_FILES = sorted(DBUS_DIR.glob("org.netpathd1.*.xml"))
+
+Surface = dict[str, list[tuple[str, ...]]]
+
+
+def surface(interface: ET.Element) -> Surface:
+    """Methods, signals and properties with their argument names, types and directions."""
+
+    def args(member: ET.Element, default_direction: str) -> tuple[str, ...]:
+        return tuple(
+            f"{arg.get('name')}:{arg.get('type')}:{arg.get('direction', default_direction)}"
+            for arg in member.findall("arg")
+        )
+
+    return {
+        "methods": sorted((m.get("name", ""), *args(m, "in")) for m in interface.findall("method")),
+        "signals": sorted(
+            (s.get("name", ""), *args(s, "out")) for s in interface.findall("signal")
+        ),
+        "properties": sorted(
+            (p.get("name", ""), p.get("type", ""), p.get("access", ""))
+            for p in interface.findall("property")
+        ),
+    }
+
+
+def test_every_interface_has_a_contract_file() -> None:
+    names = {path.name.removesuffix(".xml") for path in CONTRACT_FILES}
+    assert "org.netpathd1.Manager" in names
+
+
+def test_live_introspection_matches_the_xml(daemon: Daemon, bus: PrivateBus) -> None:
+    live = ET.fromstring(
+        bus.busctl("--xml-interface", "introspect", "org.netpathd1", "/org/netpathd1")
+    )
+    live_interfaces = {i.get("name"): i for i in live.findall("interface")}
+    for path in CONTRACT_FILES:
+        (expected,) = ET.parse(path).getroot().findall("interface")
+        name = expected.get("name")
+        assert name == path.name.removesuffix(".xml")
+        assert name in live_interfaces, f"{name} is not exported"
+        assert surface(live_interfaces[name]) == surface(expected), name
+    exported = {name for name in live_interfaces if name and name.startswith("org.netpathd1.")}
+    assert exported == {path.name.removesuffix(".xml") for path in CONTRACT_FILES}
+    for standard in ("Introspectable", "Properties", "Peer"):
+        assert f"org.freedesktop.DBus.{standard}" in live_interfaces

@@ -1,0 +1,155 @@
+"""The daemon as a system service: name, properties, signals, policy, reload."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from dbus_fast import Message, MessageType
+from dbus_fast.aio import MessageBus
+
+from tests.support.bus import PrivateBus
+from tests.support.daemon import Daemon, daemon_argv, daemon_env
+from tests.support.netns import Netns
+
+pytestmark = pytest.mark.integration
+
+MANAGER = ("org.netpathd1", "/org/netpathd1", "org.netpathd1.Manager")
+
+
+def test_busctl_reads_version_and_state(daemon: Daemon, bus: PrivateBus) -> None:
+    assert bus.busctl("get-property", *MANAGER, "Version").strip() == 's "0.1.0"'
+    assert bus.busctl("get-property", *MANAGER, "State").strip() == 's "running"'
+    names = bus.busctl("list", "--no-pager", "--acquired")
+    assert "org.netpathd1" in names
+
+
+def test_peer_ping_answers(daemon: Daemon, bus: PrivateBus) -> None:
+    bus.busctl("call", "org.netpathd1", "/org/netpathd1", "org.freedesktop.DBus.Peer", "Ping")
+
+
+def test_sigterm_stops_cleanly_within_one_second(daemon: Daemon) -> None:
+    started = time.monotonic()
+    daemon.signal(signal.SIGTERM)
+    returncode = daemon.process.wait(timeout=5)
+    elapsed = time.monotonic() - started
+    assert returncode == 0, daemon.stop()
+    assert elapsed < 1.0
+    daemon.wait_notify("STOPPING=1", timeout=1)
+
+
+def test_second_instance_refuses_to_start(
+    daemon: Daemon, bus: PrivateBus, ns: Netns, tmp_path: Path
+) -> None:
+    second = tmp_path / "second"
+    second.mkdir()
+    result = subprocess.run(
+        daemon_argv(ns, bus.address, second),
+        env=daemon_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "org.netpathd1 is already owned" in result.stderr
+    assert bus.busctl("get-property", *MANAGER, "State").strip() == 's "running"'
+
+
+def test_unprivileged_user_reads_but_cannot_reload(daemon: Daemon, bus: PrivateBus) -> None:
+    version = bus.busctl("get-property", *MANAGER, "Version", unprivileged=True)
+    assert version.strip() == 's "0.1.0"'
+    refused = bus.busctl_result("call", *MANAGER, "Reload", unprivileged=True)
+    assert refused.returncode != 0
+    assert "Access denied" in refused.stderr
+    bus.busctl("call", *MANAGER, "Reload")  # root may
+
+
+async def _log_level_changes(bus: PrivateBus) -> tuple[MessageBus, asyncio.Queue[str]]:
+    client = await MessageBus(bus_address=bus.address).connect()
+    changes: asyncio.Queue[str] = asyncio.Queue()
+
+    def on_message(message: Message) -> None:
+        if message.message_type is MessageType.SIGNAL and message.member == "PropertiesChanged":
+            interface, changed, _ = message.body
+            if interface == MANAGER[2] and "LogLevel" in changed:
+                changes.put_nowait(changed["LogLevel"].value)
+
+    client.add_message_handler(on_message)
+    await client.call(
+        Message(
+            destination="org.freedesktop.DBus",
+            path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus",
+            member="AddMatch",
+            signature="s",
+            body=["type='signal',sender='org.netpathd1',member='PropertiesChanged'"],
+        )
+    )
+    return client, changes
+
+
+async def test_sighup_reloads_configuration(daemon: Daemon, bus: PrivateBus) -> None:
+    client, changes = await _log_level_changes(bus)
+    try:
+        (daemon.config_dir / "netpathd.conf").write_text("[main]\nlog-level = debug\n")
+        daemon.signal(signal.SIGHUP)
+        assert await asyncio.wait_for(changes.get(), 10) == "debug"
+    finally:
+        client.disconnect()
+    assert bus.busctl("get-property", *MANAGER, "LogLevel").strip() == 's "debug"'
+
+
+def test_bad_configuration_on_reload_keeps_the_last_good_one(
+    daemon: Daemon, bus: PrivateBus
+) -> None:
+    config = daemon.config_dir / "netpathd.conf"
+    config.write_text("[main]\nlog-level = debug\n")
+    bus.busctl("call", *MANAGER, "Reload")
+    config.write_text("[main]\n# comment\nlog-level = loud\n")
+    result = bus.busctl_result("call", *MANAGER, "Reload")
+    assert result.returncode != 0
+    assert f"{config}:3: log-level must be one of" in result.stderr
+    assert bus.busctl("get-property", *MANAGER, "LogLevel").strip() == 's "debug"'
+    daemon.signal(signal.SIGHUP)  # the same bad file via SIGHUP: logged, daemon lives on
+    assert bus.busctl("get-property", *MANAGER, "State").strip() == 's "running"'
+    stderr = daemon.stop()
+    assert f"{config}:3: log-level must be one of" in stderr
+
+
+def test_dbus_activation_starts_the_daemon(bus: PrivateBus, ns: Netns, tmp_path: Path) -> None:
+    for sub in ("config", "state"):
+        (tmp_path / sub).mkdir()
+    argv = daemon_argv(ns, bus.address, tmp_path)
+    pythonpath = daemon_env()["PYTHONPATH"]
+    activation = (Path(__file__).parents[2] / "dbus" / "org.netpathd1.service").read_text()
+    exec_line = "Exec=/usr/bin/env PYTHONPATH=" + pythonpath + " " + " ".join(argv)
+    activation = "\n".join(
+        exec_line if line.startswith("Exec=") else line for line in activation.splitlines()
+    )
+    (bus.service_dir / "org.netpathd1.service").write_text(activation + "\n")
+    bus.busctl(
+        "call", "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+        "ReloadConfig",
+    )  # fmt: skip
+    assert "org.netpathd1" not in bus.busctl("list", "--no-pager", "--acquired")
+
+    version = bus.busctl("--timeout=20", "get-property", *MANAGER, "Version")
+    assert version.strip() == 's "0.1.0"'
+
+    pid_reply = bus.busctl(
+        "call", "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+        "GetConnectionUnixProcessID", "s", "org.netpathd1",
+    )  # fmt: skip
+    pid = int(pid_reply.split()[1])
+    import os  # noqa: PLC0415
+
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while "org.netpathd1" in bus.busctl("list", "--no-pager", "--acquired"):
+        assert time.monotonic() < deadline, "activated daemon did not stop"
+        time.sleep(0.05)
