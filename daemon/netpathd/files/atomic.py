@@ -1,0 +1,80 @@
+"""The only way netpathd writes a file: all of it or none of it.
+
+Readers such as the glibc resolver open a file at any moment, so a file is never rewritten
+in place: the new content goes to a temporary file in the same directory (rename() is atomic
+only within one file system), is fsync()ed, renamed over the old one, and the directory is
+fsync()ed so the rename itself survives a crash (systemd-resolved's `resolved-resolv-conf.c`
+and NetworkManager's `g_file_set_contents()` do the same).  Unchanged content is not written
+at all: a rewrite would wake every inotify watcher and change the mtime for nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+from netpathd.errors import Failed
+
+DEFAULT_MODE = 0o644
+
+
+def _reason(error: OSError) -> str:
+    """The errno text ("Permission denied"), which is what an admin can act on."""
+    return error.strerror or str(error)
+
+
+def _current(path: Path) -> tuple[bytes, int] | None:
+    """The existing content and permission bits, or None when there is no regular file."""
+    try:
+        with path.open("rb") as file:
+            mode = stat.S_IMODE(os.fstat(file.fileno()).st_mode)
+            return file.read(), mode
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+    except OSError as error:
+        raise Failed(f"cannot read {path}: {_reason(error)}") from error
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int | None = None) -> bool:
+    """Replace `path` with `data`; True when written, False when it already had that content.
+
+    `mode` None keeps the mode of the file being replaced (0644 for a new file).  A symlink at
+    `path` is replaced by a regular file: callers that mean to write through a symlink resolve
+    it first (see resolv_conf.write_resolv_conf).
+    """
+    target = Path(path)
+    current = _current(target) if not target.is_symlink() else None
+    if current is not None:
+        old_data, old_mode = current
+        if old_data == data and (mode is None or mode == old_mode):
+            return False
+        final_mode = old_mode if mode is None else mode
+    else:
+        final_mode = DEFAULT_MODE if mode is None else mode
+
+    directory = target.parent
+    temp: str | None = None
+    try:
+        # mkstemp: O_CREAT|O_EXCL with a random name, so two writers never share a temp file.
+        fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+        with os.fdopen(fd, "wb") as file:
+            os.fchmod(file.fileno(), final_mode)  # exact mode, not filtered by the umask
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, target)
+        temp = None
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as error:
+        if temp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+        raise Failed(f"cannot write {target}: {_reason(error)}") from error
+    return True

@@ -1,0 +1,105 @@
+"""write_atomic: all or nothing, skipped when unchanged, mode kept."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from netpathd.errors import Failed
+from netpathd.files.atomic import write_atomic
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_new_file_gets_0644_regardless_of_umask(tmp_path: Path) -> None:
+    target = tmp_path / "resolv.conf"
+    old = os.umask(0o077)
+    try:
+        assert write_atomic(target, b"nameserver 192.0.2.1\n") is True
+    finally:
+        os.umask(old)
+    assert target.read_bytes() == b"nameserver 192.0.2.1\n"
+    assert mode_of(target) == 0o644
+    assert os.listdir(tmp_path) == ["resolv.conf"]
+
+
+def test_unchanged_content_is_not_rewritten(tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    target.write_bytes(b"same\n")
+    os.utime(target, ns=(1_000_000_000, 1_000_000_000))
+    before = target.stat()
+    assert write_atomic(target, b"same\n") is False
+    after = target.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, 1_000_000_000)
+
+
+def test_changed_content_replaces_the_inode_and_keeps_the_mode(tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    target.write_bytes(b"old\n")
+    target.chmod(0o600)
+    inode = target.stat().st_ino
+    assert write_atomic(target, b"new\n") is True
+    assert target.read_bytes() == b"new\n"
+    assert mode_of(target) == 0o600
+    assert target.stat().st_ino != inode
+
+
+def test_explicit_mode_is_applied_even_when_content_is_unchanged(tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    target.write_bytes(b"x")
+    target.chmod(0o600)
+    assert write_atomic(target, b"x", mode=0o640) is True
+    assert mode_of(target) == 0o640
+    assert write_atomic(target, b"x", mode=0o640) is False
+
+
+def test_missing_directory_raises_failed_naming_path_and_errno(tmp_path: Path) -> None:
+    target = tmp_path / "missing" / "f"
+    with pytest.raises(Failed) as info:
+        write_atomic(target, b"x")
+    assert info.value.message == f"cannot write {target}: No such file or directory"
+
+
+def test_fsync_failure_leaves_old_file_and_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "f"
+    target.write_bytes(b"old\n")
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(Failed) as info:
+        write_atomic(target, b"new\n")
+    assert info.value.message == f"cannot write {target}: Input/output error"
+    assert target.read_bytes() == b"old\n"
+    assert os.listdir(tmp_path) == ["f"]
+
+
+def test_rename_failure_leaves_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "f"
+
+    def broken_replace(src: str, dst: object) -> None:
+        raise OSError(16, "Device or resource busy")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(Failed, match="Device or resource busy"):
+        write_atomic(target, b"new\n")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_symlink_is_replaced_by_a_regular_file(tmp_path: Path) -> None:
+    (tmp_path / "real").write_bytes(b"x")
+    link = tmp_path / "link"
+    link.symlink_to("real")
+    assert write_atomic(link, b"x") is True
+    assert not link.is_symlink()
+    assert (tmp_path / "real").read_bytes() == b"x"
