@@ -1,0 +1,314 @@
+"""Adapter over the kernel's MPTCP path manager ("mptcp_pm" generic netlink family).
+
+Acts on the network namespace of the calling process.  Built on pyroute2's
+async generic netlink socket and its ``mptcp_msg`` nla classes, extended with
+what pyroute2 0.9.7 lacks: ``SET_FLAGS``, the event attributes, and a correct
+type for ``MPTCP_PM_ADDR_ATTR_IF_IDX`` (s32 in include/uapi/linux/mptcp_pm.h;
+pyroute2 declares it 'hex', so dumps show ``'02:00:00:00'`` and an int cannot
+be sent).  All ``Any`` from pyroute2 stays inside this module: callers get
+``netpathd.model.mptcp`` values and ``netpathd.errors`` exceptions.
+
+Connection events come on another socket: ``netpathd.kernel.mptcp_events``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import errno
+import socket
+from typing import Any
+
+from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.generic import AsyncGenericNetlinkSocket
+from pyroute2.netlink.generic.mptcp import (
+    MPTCP_GENL_NAME,
+    MPTCP_PM_CMD_ADD_ADDR,
+    MPTCP_PM_CMD_DEL_ADDR,
+    MPTCP_PM_CMD_FLUSH_ADDRS,
+    MPTCP_PM_CMD_GET_ADDR,
+    MPTCP_PM_CMD_GET_LIMITS,
+    MPTCP_PM_CMD_SET_FLAGS,
+    MPTCP_PM_CMD_SET_LIMITS,
+    mptcp_msg,
+)
+
+from netpathd.errors import AlreadyExists, Failed, InvalidArgument, NotFound, NotSupported
+from netpathd.model.mptcp import (
+    MAX_ENDPOINTS,
+    Endpoint,
+    EndpointFlag,
+    Limits,
+    flags_from_word,
+    flags_to_word,
+    parse_address,
+    set_flags,
+    validate_endpoint,
+    validate_endpoint_id,
+    validate_limits,
+)
+
+REQUEST_TIMEOUT = 5.0
+"""Seconds to wait for the kernel's answer; a netlink request never legitimately takes longer."""
+
+_NLA_F_NESTED = 0x8000
+
+
+class pm_msg(mptcp_msg):  # type: ignore[misc]  # noqa: N801 - pyroute2 looks nla classes up by name
+    """pyroute2's ``mptcp_msg`` with ``MPTCP_PM_ADDR_ATTR_IF_IDX`` typed as the kernel's s32."""
+
+    nla_map = (
+        ("MPTCP_PM_ATTR_UNSPEC", "none"),
+        ("MPTCP_PM_ATTR_ADDR", "pm_addr"),
+        ("MPTCP_PM_ATTR_RCV_ADD_ADDRS", "uint32"),
+        ("MPTCP_PM_ATTR_SUBFLOWS", "uint32"),
+    )
+
+    class pm_addr(mptcp_msg.pm_addr):  # type: ignore[misc]  # noqa: N801
+        nla_map = (
+            *mptcp_msg.pm_addr.nla_map[:-1],
+            ("MPTCP_PM_ADDR_ATTR_IF_IDX", "int32"),
+        )
+
+
+def if_nametoindex(name: str) -> int:
+    """The ifindex of ``name`` in the current namespace; NotFound before the kernel is asked."""
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        raise NotFound(f"no network interface {name!r}") from None
+
+
+def _if_indextoname(ifindex: int) -> str:
+    if not ifindex:
+        return ""
+    try:
+        return socket.if_indextoname(ifindex)
+    except OSError:
+        return ""  # the link went away after the endpoint was bound to it
+
+
+def _kernel_text(error: NetlinkError) -> str:
+    """The extack message when the kernel sent one (ext_ack=True), else strerror."""
+    text = error.args[1] if len(error.args) > 1 and error.args[1] else ""
+    return str(text) or errno.errorcode.get(error.code, str(error.code))
+
+
+def _failed(action: str, error: NetlinkError) -> Failed:
+    name = errno.errorcode.get(error.code, str(error.code))
+    return Failed(f"{action}: kernel refused with {name}: {_kernel_text(error)}")
+
+
+class MptcpPm:
+    """The endpoint table and limits of the current network namespace.
+
+    Use as ``async with MptcpPm() as pm:``.  Reading needs no privilege;
+    changing needs CAP_NET_ADMIN (the kernel answers EPERM, mapped to Failed).
+    The kernel sends no notification when someone else changes endpoints or
+    limits (measured on 6.18), so every method reads the kernel afresh.
+    """
+
+    def __init__(self) -> None:
+        self._sock: Any = None
+
+    async def __aenter__(self) -> MptcpPm:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def open(self) -> None:
+        sock = AsyncGenericNetlinkSocket(ext_ack=True)
+        try:
+            await sock.setup_endpoint()
+            await asyncio.wait_for(sock.bind(MPTCP_GENL_NAME, pm_msg), REQUEST_TIMEOUT)
+        except NetlinkError as error:
+            sock.close()
+            if error.code == errno.ENOENT:
+                raise NotSupported("the kernel has no MPTCP path manager (CONFIG_MPTCP)") from None
+            raise _failed("resolving the mptcp_pm netlink family", error) from None
+        self._sock = sock
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    async def _request(
+        self, cmd: int, attrs: list[Any], flags: int = NLM_F_REQUEST | NLM_F_ACK
+    ) -> list[Any]:
+        if self._sock is None:
+            raise Failed("MPTCP path manager adapter is not open")
+        msg = pm_msg()
+        msg["cmd"] = cmd
+        msg["version"] = 1
+        msg["attrs"] = attrs
+
+        async def collect() -> list[Any]:
+            # pyroute2's answers are lazy: errors only surface while iterating.
+            response = await self._sock.nlm_request(msg, msg_type=self._sock.prid, msg_flags=flags)
+            return [reply async for reply in response if reply.get("cmd") == cmd]
+
+        return await asyncio.wait_for(collect(), REQUEST_TIMEOUT)
+
+    async def get_limits(self) -> Limits:
+        try:
+            (reply,) = await self._request(MPTCP_PM_CMD_GET_LIMITS, [], NLM_F_REQUEST)
+        except NetlinkError as error:
+            raise _failed("reading MPTCP limits", error) from None
+        return Limits(
+            subflows=int(reply.get_attr("MPTCP_PM_ATTR_SUBFLOWS")),
+            add_addr_accepted=int(reply.get_attr("MPTCP_PM_ATTR_RCV_ADD_ADDRS")),
+        )
+
+    async def set_limits(self, limits: Limits) -> None:
+        validate_limits(limits)
+        attrs = [
+            ("MPTCP_PM_ATTR_SUBFLOWS", limits.subflows),
+            ("MPTCP_PM_ATTR_RCV_ADD_ADDRS", limits.add_addr_accepted),
+        ]
+        try:
+            await self._request(MPTCP_PM_CMD_SET_LIMITS, attrs)
+        except NetlinkError as error:
+            if error.code == errno.EINVAL:
+                raise InvalidArgument(f"MPTCP limits refused: {_kernel_text(error)}") from None
+            raise _failed("setting MPTCP limits", error) from None
+
+    async def list_endpoints(self) -> list[Endpoint]:
+        try:
+            replies = await self._request(MPTCP_PM_CMD_GET_ADDR, [], NLM_F_REQUEST | NLM_F_DUMP)
+        except NetlinkError as error:
+            raise _failed("reading MPTCP endpoints", error) from None
+        return [_endpoint_from_nla(reply.get_attr("MPTCP_PM_ATTR_ADDR")) for reply in replies]
+
+    async def add_endpoint(self, endpoint: Endpoint) -> int:
+        """Add ``endpoint``; returns its id, the kernel's choice when ``endpoint.id`` is 0.
+
+        ``mptcp_pm_nl_add_addr_doit`` (net/mptcp/pm_kernel.c) acks with 0 and
+        no id, so the new entry is read back and found by address and port,
+        which the kernel keeps unique (a duplicate is EEXIST).
+        """
+        validate_endpoint(endpoint)
+        ifindex = if_nametoindex(endpoint.interface) if endpoint.interface else endpoint.ifindex
+        addr: list[tuple[str, Any]] = [*_address_attrs(endpoint)]
+        addr.append(("MPTCP_PM_ADDR_ATTR_FLAGS", flags_to_word(endpoint.flags)))
+        if endpoint.id:
+            # Sending ID 0 would not mean "choose": an ID attribute, even 0,
+            # stops the kernel from allocating one (mptcp_pm_has_addr_attr_id).
+            addr.append(("MPTCP_PM_ADDR_ATTR_ID", endpoint.id))
+        if endpoint.port:
+            addr.append(("MPTCP_PM_ADDR_ATTR_PORT", endpoint.port))
+        if ifindex:
+            addr.append(("MPTCP_PM_ADDR_ATTR_IF_IDX", ifindex))
+        try:
+            await self._request(MPTCP_PM_CMD_ADD_ADDR, [_addr_nla(addr)])
+        except NetlinkError as error:
+            raise _add_error(endpoint, error) from None
+        for added in await self.list_endpoints():
+            if added.address == endpoint.address and added.port == endpoint.port:
+                return added.id
+        raise Failed(f"endpoint {endpoint.address} was accepted but is not in the kernel's table")
+
+    async def remove_endpoint(self, endpoint_id: int) -> None:
+        """Remove by id.
+
+        Id 0 is refused: to the kernel it means "the initial subflow's address".
+        """
+        validate_endpoint_id(endpoint_id, allow_zero=False)
+        try:
+            await self._request(
+                MPTCP_PM_CMD_DEL_ADDR, [_addr_nla([("MPTCP_PM_ADDR_ATTR_ID", endpoint_id)])]
+            )
+        except NetlinkError as error:
+            raise _by_id_error("removing", endpoint_id, error) from None
+
+    async def set_endpoint_flags(
+        self, endpoint_id: int, flags: frozenset[EndpointFlag]
+    ) -> Endpoint:
+        """Set the backup/fullmesh state of an endpoint to exactly ``flags``; returns it updated.
+
+        SET_FLAGS overwrites backup and fullmesh together, so the current
+        entry is read first and the full word computed by ``model.set_flags``.
+        Without an address the kernel looks the entry up by id
+        (``mptcp_pm_nl_set_flags``: family AF_UNSPEC → ``__lookup_addr_by_id``).
+        """
+        validate_endpoint_id(endpoint_id, allow_zero=False)
+        current = next((e for e in await self.list_endpoints() if e.id == endpoint_id), None)
+        if current is None:
+            raise NotFound(f"no MPTCP endpoint with id {endpoint_id}")
+        word = set_flags(current, flags)
+        attrs = [("MPTCP_PM_ADDR_ATTR_ID", endpoint_id), ("MPTCP_PM_ADDR_ATTR_FLAGS", word)]
+        try:
+            await self._request(MPTCP_PM_CMD_SET_FLAGS, [_addr_nla(attrs)])
+        except NetlinkError as error:
+            raise _by_id_error("changing flags of", endpoint_id, error) from None
+        return dataclasses.replace(current, flags=flags_from_word(word))
+
+    async def flush_endpoints(self) -> None:
+        """Remove every endpoint; the limits stay as they are (measured on 6.18)."""
+        try:
+            await self._request(MPTCP_PM_CMD_FLUSH_ADDRS, [])
+        except NetlinkError as error:
+            raise _failed("flushing MPTCP endpoints", error) from None
+
+
+def _addr_nla(attrs: list[tuple[str, Any]]) -> tuple[str, dict[str, Any], int]:
+    return ("MPTCP_PM_ATTR_ADDR", {"attrs": attrs}, _NLA_F_NESTED)
+
+
+def _address_attrs(endpoint: Endpoint) -> list[tuple[str, Any]]:
+    if endpoint.address.version == 4:
+        return [
+            ("MPTCP_PM_ADDR_ATTR_FAMILY", socket.AF_INET),
+            ("MPTCP_PM_ADDR_ATTR_ADDR4", str(endpoint.address)),
+        ]
+    return [
+        ("MPTCP_PM_ADDR_ATTR_FAMILY", socket.AF_INET6),
+        ("MPTCP_PM_ADDR_ATTR_ADDR6", str(endpoint.address)),
+    ]
+
+
+def _endpoint_from_nla(addr: Any) -> Endpoint:
+    text = addr.get_attr("MPTCP_PM_ADDR_ATTR_ADDR4") or addr.get_attr("MPTCP_PM_ADDR_ATTR_ADDR6")
+    ifindex = int(addr.get_attr("MPTCP_PM_ADDR_ATTR_IF_IDX") or 0)
+    return Endpoint(
+        id=int(addr.get_attr("MPTCP_PM_ADDR_ATTR_ID") or 0),
+        address=parse_address(str(text)),
+        port=int(addr.get_attr("MPTCP_PM_ADDR_ATTR_PORT") or 0),
+        interface=_if_indextoname(ifindex),
+        ifindex=ifindex,
+        flags=flags_from_word(int(addr.get_attr("MPTCP_PM_ADDR_ATTR_FLAGS") or 0)),
+    )
+
+
+def _add_error(endpoint: Endpoint, error: NetlinkError) -> Exception:
+    """ADD_ADDR refusals (``mptcp_pm_nl_append_new_local_addr``, measured on 6.18)."""
+    text = _kernel_text(error)
+    if error.code == errno.EEXIST:
+        # also when the address exists on another device or as its v4-mapped v6 form
+        return AlreadyExists(f"MPTCP endpoint address {endpoint.address} already exists ({text})")
+    if error.code == errno.EBUSY:
+        return AlreadyExists(f"MPTCP endpoint id {endpoint.id} is already in use ({text})")
+    if error.code == errno.ERANGE:
+        return InvalidArgument(
+            f"cannot add {endpoint.address}: at most {MAX_ENDPOINTS} endpoints per namespace"
+        )
+    if error.code in (errno.EADDRNOTAVAIL, errno.EADDRINUSE):
+        # with a port the kernel creates a listening socket on address:port
+        return Failed(
+            f"cannot listen on {endpoint.address} port {endpoint.port}: "
+            f"{errno.errorcode[error.code]}: {text}"
+        )
+    if error.code == errno.EINVAL:
+        return InvalidArgument(f"MPTCP endpoint {endpoint.address} refused: {text}")
+    return _failed(f"adding MPTCP endpoint {endpoint.address}", error)
+
+
+def _by_id_error(action: str, endpoint_id: int, error: NetlinkError) -> Exception:
+    """DEL_ADDR / SET_FLAGS answer EINVAL "address not found" for an unknown id."""
+    text = _kernel_text(error)
+    if error.code == errno.ENOENT or (error.code == errno.EINVAL and "not found" in text):
+        return NotFound(f"no MPTCP endpoint with id {endpoint_id}")
+    return _failed(f"{action} MPTCP endpoint {endpoint_id}", error)

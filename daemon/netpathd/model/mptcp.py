@@ -1,0 +1,201 @@
+"""The rules of the kernel's in-kernel MPTCP path manager, as pure values and checks.
+
+Endpoints and limits are per network namespace.  Every check here mirrors a
+refusal of ``net/mptcp/pm_kernel.c`` / ``pm_netlink.c`` (kernel 6.18) so a bad
+request is refused with a message naming the value and the rule *before* any
+kernel state changes, and a D-Bus client sees the same wording whatever kernel
+version happens to run.  The kernel stays the authority: its own refusals are
+mapped by the adapter (``netpathd.kernel.mptcp_pm``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from netpathd.errors import InvalidArgument
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+MAX_LIMIT = 8
+"""``MPTCP_PM_ADDR_MAX``: the ceiling for both limits ("limit greater than maximum (8)")."""
+
+MAX_ENDPOINTS = 8
+"""The kernel keeps at most ``MPTCP_PM_ADDR_MAX`` endpoints; the 9th gets ERANGE."""
+
+MAX_ENDPOINT_ID = 255
+"""``MPTCP_PM_MAX_ADDR_ID``; id 0 names the initial subflow, so on add it means "kernel picks"."""
+
+
+class EndpointFlag(Enum):
+    """``MPTCP_PM_ADDR_FLAG_*`` under the names ``ip mptcp endpoint`` prints."""
+
+    SIGNAL = "signal"
+    SUBFLOW = "subflow"
+    BACKUP = "backup"
+    FULLMESH = "fullmesh"
+    IMPLICIT = "implicit"
+    LAMINAR = "laminar"
+
+    @property
+    def bit(self) -> int:
+        return _FLAG_BITS[self]
+
+
+_FLAG_BITS = {
+    EndpointFlag.SIGNAL: 1 << 0,
+    EndpointFlag.SUBFLOW: 1 << 1,
+    EndpointFlag.BACKUP: 1 << 2,
+    EndpointFlag.FULLMESH: 1 << 3,
+    # The kernel creates IMPLICIT entries itself for local addresses that a
+    # subflow used without an endpoint; they are reported, never requested.
+    EndpointFlag.IMPLICIT: 1 << 4,
+    # Added in 6.18 (mptcp_pm_get_endp_laminar_max in this kernel's kallsyms).
+    EndpointFlag.LAMINAR: 1 << 5,
+}
+
+CHANGEABLE_FLAGS = frozenset({EndpointFlag.BACKUP, EndpointFlag.FULLMESH})
+"""What ``MPTCP_PM_CMD_SET_FLAGS`` changes: ``mptcp_pm_nl_set_flags`` masks everything else."""
+
+REQUESTABLE_FLAGS = frozenset(EndpointFlag) - {EndpointFlag.IMPLICIT}
+
+
+def flags_to_word(flags: Iterable[EndpointFlag]) -> int:
+    word = 0
+    for flag in flags:
+        word |= flag.bit
+    return word
+
+
+def flags_from_word(word: int) -> frozenset[EndpointFlag]:
+    """Bits this code does not know are dropped: a newer kernel may add flags."""
+    return frozenset(flag for flag in EndpointFlag if word & flag.bit)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One entry of the namespace's endpoint table (``ip mptcp endpoint show``)."""
+
+    id: int
+    address: IPAddress
+    port: int = 0  # 0: no port; with a port the kernel listens on it (signal only)
+    interface: str = ""  # "" : no device binding
+    ifindex: int = 0
+    flags: frozenset[EndpointFlag] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-namespace limits; a fresh namespace starts at subflows 2, add_addr_accepted 0."""
+
+    subflows: int
+    add_addr_accepted: int
+
+
+def parse_flags(names: Iterable[str]) -> frozenset[EndpointFlag]:
+    """Flag names as a client sends them (``["signal", "backup"]``) to flags."""
+    flags = set()
+    known = ", ".join(flag.value for flag in EndpointFlag if flag in REQUESTABLE_FLAGS)
+    for name in names:
+        try:
+            flag = EndpointFlag(name)
+        except ValueError:
+            raise InvalidArgument(f"unknown endpoint flag {name!r} (known: {known})") from None
+        if flag not in REQUESTABLE_FLAGS:
+            raise InvalidArgument(f"endpoint flag {name!r} is set by the kernel, not requested")
+        flags.add(flag)
+    return frozenset(flags)
+
+
+def parse_address(text: str) -> IPAddress:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise InvalidArgument(f"invalid IP address {text!r}") from None
+
+
+def validate_endpoint_id(endpoint_id: int, *, allow_zero: bool) -> None:
+    """Ids are u8; 0 is the initial subflow's id, only meaningful as "kernel chooses"."""
+    low = 0 if allow_zero else 1
+    if not low <= endpoint_id <= MAX_ENDPOINT_ID:
+        raise InvalidArgument(
+            f"endpoint id {endpoint_id} outside {low}..{MAX_ENDPOINT_ID}"
+            + ("" if allow_zero else " (0 is the initial subflow, not an endpoint)")
+        )
+
+
+def validate_endpoint(endpoint: Endpoint) -> None:
+    """The checks of ``mptcp_pm_nl_add_addr_doit`` before anything is applied."""
+    validate_endpoint_id(endpoint.id, allow_zero=True)
+    if not endpoint.flags <= REQUESTABLE_FLAGS:
+        raise InvalidArgument("endpoint flag 'implicit' is set by the kernel, not requested")
+    if EndpointFlag.SIGNAL in endpoint.flags and EndpointFlag.FULLMESH in endpoint.flags:
+        raise InvalidArgument("endpoint flags 'signal' and 'fullmesh' cannot be combined")
+    if not 0 <= endpoint.port <= 65535:
+        raise InvalidArgument(f"port {endpoint.port} outside 0..65535")
+    if endpoint.port and (
+        EndpointFlag.SIGNAL not in endpoint.flags or EndpointFlag.SUBFLOW in endpoint.flags
+    ):
+        # pm_kernel.c address_use_port(): "flags must have signal and not subflow when using port"
+        raise InvalidArgument(f"port {endpoint.port} requires the 'signal' flag and not 'subflow'")
+
+
+def validate_limits(limits: Limits) -> None:
+    for name, value in (
+        ("subflows", limits.subflows),
+        ("add_addr_accepted", limits.add_addr_accepted),
+    ):
+        if not 0 <= value <= MAX_LIMIT:
+            raise InvalidArgument(f"limit {name} {value} outside 0..{MAX_LIMIT}")
+
+
+def validate_changeable(flags: frozenset[EndpointFlag]) -> None:
+    extra = flags - CHANGEABLE_FLAGS
+    if extra:
+        names = ", ".join(sorted(flag.value for flag in extra))
+        raise InvalidArgument(
+            f"endpoint flags {names} cannot be changed (only backup and fullmesh can)"
+        )
+
+
+def set_flags(current: Endpoint, wanted: frozenset[EndpointFlag]) -> int:
+    """The whole flag word to send with SET_FLAGS so only ``wanted`` changes.
+
+    ``mptcp_pm_nl_set_flags`` (net/mptcp/pm_kernel.c) does
+    ``entry->flags = (entry->flags & ~mask) | (local->flags & mask)`` with
+    mask = BACKUP|FULLMESH: sending only "backup" clears fullmesh.  So
+    ``wanted`` is the complete backup/fullmesh state the caller asks for, and
+    the caller's other flags are carried over from ``current`` unchanged.
+    The kernel also refuses fullmesh on a signal endpoint; check it here first.
+    """
+    validate_changeable(wanted)
+    if EndpointFlag.FULLMESH in wanted and EndpointFlag.SIGNAL in current.flags:
+        raise InvalidArgument(
+            f"endpoint {current.id} has 'signal'; 'fullmesh' cannot be combined with it"
+        )
+    return flags_to_word((current.flags - CHANGEABLE_FLAGS) | wanted)
+
+
+def mixed_families_warning(new: Endpoint, existing: Iterable[Endpoint]) -> str | None:
+    """A warning when ``new`` is of another address family than the endpoints already there.
+
+    The Red Hat guide: "MPTCP does not yet support mixing IPv6 and IPv4
+    endpoints for the same socket.  Use endpoints of the same address family."
+    The kernel accepts both, so this is advice, not a refusal.
+    """
+    others = sorted(
+        {
+            str(endpoint.address)
+            for endpoint in existing
+            if endpoint.address.version != new.address.version
+        }
+    )
+    if not others:
+        return None
+    return (
+        f"endpoint {new.address} is IPv{new.address.version} but {', '.join(others)} "
+        f"{'is' if len(others) == 1 else 'are'} IPv{6 if new.address.version == 4 else 4}: "
+        "one MPTCP connection cannot mix IPv4 and IPv6 subflows"
+    )
