@@ -3,7 +3,6 @@
 # No "from __future__ import annotations" here: dbus-fast reads the annotations
 # at runtime, and a postponed "-> None" would be taken for a signature.
 
-
 from dbus_fast import PropertyAccess
 from dbus_fast.annotations import DBusStr
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
