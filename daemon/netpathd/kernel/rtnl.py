@@ -1,0 +1,476 @@
+"""The rtnetlink watcher: links, addresses and main-table default routes.
+
+Why a raw AF_NETLINK socket on `loop.add_reader` and not pyroute2's
+`AsyncIPRoute`: a router carries a full BGP table (~1M routes) and netpathd
+must only pay for its default routes.  `AsyncIPRoute` decodes every message of
+a dump and every notification into Python objects (seconds of CPU for a table
+dump, and again for each BGP churn burst), cannot take a socket filter, and a
+pyroute2 socket is unusable after ENOBUFS anyway.  So this module owns two
+plain sockets and the cheap header checks, and uses pyroute2 only to decode
+the few messages that survive them (`ifinfmsg`, `ifaddrmsg`, `rtmsg`).
+
+Cost control, from the kernel outwards:
+
+1. The event socket carries a classic BPF filter (`SO_ATTACH_FILTER`) that
+   drops RTM_NEWROUTE/RTM_DELROUTE whose `rtm_dst_len` is not 0 or whose
+   `rtm_table` is not RT_TABLE_MAIN before they are queued, so BGP churn costs
+   netpathd no wake-up, no copy and no receive-buffer space.  Judging a whole
+   skb by its first message is exact for notifications: `rtmsg_fib()`
+   (net/ipv4/fib_semantics.c), `inet6_rt_notify()` (net/ipv6/route.c) and the
+   link/address notifiers allocate one skb per message and hand it to
+   `rtnl_notify()` -> `netlink_broadcast()`, which runs `sk_filter()` for each
+   listener.  It would not be exact for dumps: `netlink_dump()` runs the same
+   `sk_filter()` on skbs packed with many messages (measured: a filtered
+   socket loses whole IPv6 route dump batches that start with a /64), hence
+2. dumps run on a second, unfiltered socket that joins no group.  They ask
+   for the main table only (NETLINK_GET_STRICT_CHK with `rtm_table` = 254;
+   `ip_valid_fib_dump_req()` in net/ipv4/fib_frontend.c filters on table,
+   protocol, type and RTA_OIF but refuses a non-zero `rtm_dst_len` with
+   EINVAL), and skip the main table's other routes by reading two header
+   bytes, without decoding.  Tables above 255 put RT_TABLE_COMPAT (252) in
+   `rtm_table`, so `rtm_table == 254` is exactly "main".
+3. Only then does pyroute2 decode a message.
+
+Ordering: the event socket joins its groups before the dump is requested.
+Notifications arriving during the dump are kept and folded in after it; each
+NEW is an upsert and each DEL a removal of a whole object, so replaying them
+on top of a dump that may already contain their effect ends in the kernel's
+state.  ENOBUFS on the event socket means notifications were lost: both
+sockets are replaced, everything is dumped again and the state is replaced
+wholesale (a resync), as pyroute2 cannot reuse a socket after ENOBUFS either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import errno
+import ipaddress
+import logging
+import socket
+import struct
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
+from pyroute2.netns import create_socket
+
+from netpathd.errors import Failed
+from netpathd.model import netstate
+from netpathd.model.links import Address, DefaultRoute, Family, IPAddress, Link, NetState
+
+log = logging.getLogger(__name__)
+
+NETLINK_ROUTE = 0
+SOL_NETLINK = 270
+NETLINK_GET_STRICT_CHK = 12
+SO_ATTACH_FILTER = 26
+SO_RCVBUFFORCE = 33
+
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_REQUEST, NLM_F_REPLACE, NLM_F_DUMP = 0x1, 0x100, 0x300
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
+RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
+RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTMGRP_LINK, RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE = 0x1, 0x10, 0x40
+RTMGRP_IPV6_IFADDR, RTMGRP_IPV6_ROUTE = 0x100, 0x400
+RT_TABLE_MAIN = 254
+RTN_UNICAST = 1
+RTM_F_CLONED = 0x200
+IFF_UP = 0x1
+IFA_F_TENTATIVE = 0x40
+
+GROUPS = (
+    RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE
+)
+DEFAULT_RCVBUF = 4 << 20  # a link flap storm fits; BGP churn never reaches the queue
+RECV_BUFFER = 256 << 10  # > the 32 KiB dump skbs and any single notification
+MAX_READS_PER_WAKEUP = 1024  # bounds one reader callback so other tasks still run
+SYNC_ATTEMPTS = 5
+
+_NLMSGHDR = struct.Struct("=IHHII")
+_HDR_LEN = _NLMSGHDR.size
+_RTM_DST_LEN = _HDR_LEN + 1  # offsets of rtmsg fields within a message
+_RTM_TABLE = _HDR_LEN + 4
+_ROUTE_TYPES = frozenset((RTM_NEWROUTE, RTM_DELROUTE))
+_FAMILIES = {socket.AF_INET: Family.IPV4, socket.AF_INET6: Family.IPV6}
+
+
+def _bpf(code: int, jt: int, jf: int, k: int) -> bytes:
+    return struct.pack("=HBBI", code, jt, jf, k)
+
+
+def route_filter() -> bytes:
+    """Classic BPF: accept everything except non-default or non-main route messages.
+
+    `ldh` loads big-endian while nlmsg_type is host order, hence the byte swap
+    of the compared constants.
+    """
+    ld_h, ld_b, jeq, ret = 0x28, 0x30, 0x15, 0x06  # BPF_LD|BPF_H|BPF_ABS, ..., BPF_RET|BPF_K
+
+    def host_u16(value: int) -> int:
+        return int.from_bytes(struct.pack("=H", value), "big")
+
+    return b"".join(
+        (
+            _bpf(ld_h, 0, 0, 4),  # 0: A = nlmsg_type
+            _bpf(jeq, 1, 0, host_u16(RTM_NEWROUTE)),  # 1: -> 3
+            _bpf(jeq, 0, 5, host_u16(RTM_DELROUTE)),  # 2: -> 3, else accept
+            _bpf(ld_b, 0, 0, _RTM_DST_LEN),  # 3: A = rtm_dst_len
+            _bpf(jeq, 0, 2, 0),  # 4: dst_len != 0 -> drop
+            _bpf(ld_b, 0, 0, _RTM_TABLE),  # 5: A = rtm_table
+            _bpf(jeq, 1, 0, RT_TABLE_MAIN),  # 6: main -> accept
+            _bpf(ret, 0, 0, 0),  # 7: drop
+            _bpf(ret, 0, 0, 0xFFFFFFFF),  # 8: accept the whole message
+        )
+    )
+
+
+def open_socket(netns: str | None, *, events: bool, rcvbuf: int = 0) -> socket.socket:
+    """A non-blocking rtnetlink socket in `netns`: filtered and subscribed if `events`.
+
+    With a namespace name pyroute2 forks a short-lived child that opens the
+    socket there and passes it back, so the calling process never changes
+    namespace (a few milliseconds, only taken by tests and tools).
+    """
+    sock: socket.socket = create_socket(netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    try:
+        if events:
+            code = route_filter()
+            program = ctypes.create_string_buffer(code, len(code))
+            fprog = struct.pack("HL", len(code) // 8, ctypes.addressof(program))
+            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
+        else:
+            sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
+        sock.bind((0, GROUPS if events else 0))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def dump_requests(seq: int) -> list[bytes]:
+    """Links, addresses of all families, then the main table of each family."""
+
+    def request(msg_type: int, body: bytes, seq: int) -> bytes:
+        flags = NLM_F_REQUEST | NLM_F_DUMP
+        return _NLMSGHDR.pack(_HDR_LEN + len(body), msg_type, flags, seq, 0) + body
+
+    main_table = (0, 0, 0, RT_TABLE_MAIN, 0, 0, 0, 0)  # dst_len .. flags of rtmsg
+    return [
+        request(RTM_GETLINK, bytes(16), seq),
+        request(RTM_GETADDR, bytes(8), seq + 1),
+        request(RTM_GETROUTE, struct.pack("=BBBBBBBBI", socket.AF_INET, *main_table), seq + 2),
+        request(RTM_GETROUTE, struct.pack("=BBBBBBBBI", socket.AF_INET6, *main_table), seq + 3),
+    ]
+
+
+def _ip(value: Any) -> IPAddress:
+    return ipaddress.ip_address(str(value))
+
+
+def _link_events(msg_type: int, raw: bytes) -> list[netstate.NetEvent]:
+    msg: Any = ifinfmsg(raw)
+    msg.decode()
+    if msg["family"] != socket.AF_UNSPEC:
+        return []  # AF_BRIDGE port notifications: a DELLINK there is not a deletion
+    if msg_type == RTM_DELLINK:
+        return [netstate.LinkGone(msg["index"])]
+    link = Link(msg["index"], msg.get_attr("IFLA_IFNAME"), bool(msg["flags"] & IFF_UP))
+    return [netstate.LinkSeen(link)]
+
+
+def _address_events(msg_type: int, raw: bytes) -> list[netstate.NetEvent]:
+    msg: Any = ifaddrmsg(raw)
+    msg.decode()
+    if msg["family"] not in _FAMILIES:
+        return []
+    local = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")  # IFA_ADDRESS: peer on ptp
+    flags = msg.get_attr("IFA_FLAGS")
+    flags = msg["flags"] if flags is None else flags
+    address = Address(
+        ifindex=msg["index"],
+        address=_ip(local),
+        prefixlen=msg["prefixlen"],
+        scope=msg["scope"],
+        tentative=bool(flags & IFA_F_TENTATIVE),
+    )
+    if msg_type == RTM_DELADDR:
+        return [netstate.AddressGone(address)]
+    return [netstate.AddressSeen(address)]
+
+
+def _route_events(msg_type: int, nl_flags: int, raw: bytes) -> list[netstate.NetEvent]:
+    msg: Any = rtmsg(raw)
+    msg.decode()
+    table = msg.get_attr("RTA_TABLE") or msg["table"]
+    family = _FAMILIES.get(msg["family"])
+    usable = msg["type"] == RTN_UNICAST and not msg["flags"] & RTM_F_CLONED
+    if family is None or table != RT_TABLE_MAIN or msg["dst_len"] != 0 or not usable:
+        return []
+    metric = msg.get_attr("RTA_PRIORITY") or 0
+
+    def gateway(attrs: Any) -> IPAddress | None:
+        via = attrs.get_attr("RTA_VIA")  # an IPv4 route via an IPv6 next hop
+        found = attrs.get_attr("RTA_GATEWAY") or (via and via.get("addr"))
+        return _ip(found) if found else None
+
+    if msg.get_attr("RTA_MULTIPATH"):
+        hops = [(hop["oif"], gateway(hop)) for hop in msg.get_attr("RTA_MULTIPATH")]
+    else:
+        hops = [(msg.get_attr("RTA_OIF"), gateway(msg))]
+    routes = [DefaultRoute(family, oif, metric, gw) for oif, gw in hops if oif]
+    if msg_type == RTM_DELROUTE:
+        return [netstate.RouteGone(route) for route in routes]
+    replace = bool(nl_flags & NLM_F_REPLACE)
+    return [netstate.RouteSeen(route, replace and i == 0) for i, route in enumerate(routes)]
+
+
+def decode(msg_type: int, nl_flags: int, raw: bytes) -> list[netstate.NetEvent]:
+    """The state changes one rtnetlink message stands for (none for the uninteresting)."""
+    if msg_type in (RTM_NEWLINK, RTM_DELLINK):
+        return _link_events(msg_type, raw)
+    if msg_type in (RTM_NEWADDR, RTM_DELADDR):
+        return _address_events(msg_type, raw)
+    if msg_type in _ROUTE_TYPES:
+        return _route_events(msg_type, nl_flags, raw)
+    return []
+
+
+def messages(data: memoryview) -> Iterator[tuple[int, int, int, int, int]]:
+    """(type, flags, seq, offset, length) of each message in one datagram."""
+    offset, end = 0, len(data)
+    while offset + _HDR_LEN <= end:
+        length, msg_type, flags, seq, _ = _NLMSGHDR.unpack_from(data, offset)
+        if length < _HDR_LEN or offset + length > end:
+            log.error("malformed rtnetlink message (length %d), datagram skipped", length)
+            return
+        yield msg_type, flags, seq, offset, length
+        offset += (length + 3) & ~3
+
+
+def _fold(state: NetState, msg_type: int, flags: int, raw: bytes) -> NetState:
+    try:
+        events = decode(msg_type, flags, raw)
+    except Exception:  # a bad message is logged and skipped, never stops the watcher
+        log.exception("undecodable rtnetlink message of type %d skipped", msg_type)
+        return state
+    return netstate.apply_all(state, events)
+
+
+class _Dump:
+    """One run of link, address and route dumps on its own unfiltered socket."""
+
+    def __init__(self, sock: socket.socket, done: asyncio.Future[NetState]) -> None:
+        self.sock = sock
+        self.done = done
+        self.state = NetState()
+        self._requests = dump_requests(1)
+        self._seq = 0
+        self._buffer = bytearray(RECV_BUFFER)
+
+    def send_next(self) -> None:
+        request = self._requests.pop(0)
+        self._seq = _NLMSGHDR.unpack_from(request)[3]
+        self.sock.send(request)  # a small datagram to the kernel: never blocks
+
+    def on_readable(self) -> None:
+        for _ in range(MAX_READS_PER_WAKEUP):
+            if self.done.done():
+                return
+            try:
+                size = self.sock.recv_into(self._buffer)
+            except BlockingIOError:
+                return
+            except OSError as error:
+                self.done.set_exception(error)
+                return
+            self._process(memoryview(self._buffer)[:size])
+
+    def _process(self, data: memoryview) -> None:
+        for msg_type, flags, seq, offset, length in messages(data):
+            if msg_type in _ROUTE_TYPES:
+                if data[offset + _RTM_DST_LEN] or data[offset + _RTM_TABLE] != RT_TABLE_MAIN:
+                    continue  # the cheap path every BGP route of the main table takes
+            elif msg_type in (NLMSG_DONE, NLMSG_ERROR):
+                if seq == self._seq:
+                    self._finish_one(struct.unpack_from("=i", data, offset + _HDR_LEN)[0])
+                continue
+            self.state = _fold(self.state, msg_type, flags, bytes(data[offset : offset + length]))
+
+    def _finish_one(self, status: int) -> None:
+        # A table filter naming a table never created answers ENOENT: no routes.
+        if status < 0 and status != -errno.ENOENT:
+            self.done.set_exception(OSError(-status, "rtnetlink dump failed"))
+        elif self._requests:
+            self.send_next()
+        else:
+            self.done.set_result(self.state)
+
+
+class RtnlWatcher:
+    """Keeps a `NetState` in step with the kernel and reports coalesced snapshots.
+
+    `on_change` is called from the event loop with the new state after a
+    burst of notifications (one reader wake-up) or a resync changed it, at
+    most once per burst and never for the initial dump: read `state` after
+    `start()`.
+    """
+
+    def __init__(
+        self,
+        on_change: Callable[[NetState], None],
+        *,
+        netns: str | None = None,
+        rcvbuf: int = DEFAULT_RCVBUF,
+        timeout: float = 30.0,
+    ) -> None:
+        self._on_change = on_change
+        self._netns = netns
+        self._rcvbuf = rcvbuf
+        self._timeout = timeout
+        self._events: socket.socket | None = None
+        self._buffer = bytearray(RECV_BUFFER)
+        self._state = NetState()
+        self._published = NetState()
+        self._pending: list[bytes] | None = None  # notifications held back during a dump
+        self._overrun = False
+        self._publish_scheduled = False
+        self._resync_task: asyncio.Task[None] | None = None
+        self.resyncs = 0
+        """How often the state was rebuilt from fresh sockets after `start()`."""
+        self.route_notifications = 0
+        """Route notifications that got past the socket filter into this process."""
+
+    @property
+    def state(self) -> NetState:
+        return self._state
+
+    async def start(self) -> None:
+        """Subscribe, dump, and return once the initial state is known."""
+        await self._sync()
+        self._published = self._state
+
+    def request_resync(self) -> None:
+        """Rebuild the state from new sockets: what ENOBUFS triggers, callable by tests."""
+        if self._resync_task is None or self._resync_task.done():
+            self._resync_task = asyncio.get_running_loop().create_task(self._resync())
+
+    async def wait_resynced(self) -> None:
+        """Return once a running resync (if any) has finished."""
+        if self._resync_task is not None:
+            await asyncio.wait_for(asyncio.shield(self._resync_task), self._timeout * 2)
+
+    async def close(self) -> None:
+        if self._resync_task is not None:
+            self._resync_task.cancel()
+            await asyncio.gather(self._resync_task, return_exceptions=True)
+        self._close_events()
+
+    async def _resync(self) -> None:
+        try:
+            await self._sync()
+        except Failed as error:
+            log.error("rtnetlink resync failed, retrying in 1 s: %s", error)
+            asyncio.get_running_loop().call_later(1.0, self.request_resync)
+            return
+        self.resyncs += 1
+        self._schedule_publish()
+
+    async def _sync(self) -> None:
+        """Subscribe a new event socket, dump, and replace the state wholesale."""
+        loop = asyncio.get_running_loop()
+        for attempt in range(1, SYNC_ATTEMPTS + 1):
+            self._close_events()
+            self._pending, self._overrun = [], False
+            try:
+                self._events = open_socket(self._netns, events=True, rcvbuf=self._rcvbuf)
+                loop.add_reader(self._events.fileno(), self._on_events, self._events)
+                state = await asyncio.wait_for(self._dump(), self._timeout)
+            except TimeoutError as error:
+                self._close_events()
+                raise Failed(f"rtnetlink dump did not finish within {self._timeout} s") from error
+            except OSError as error:
+                self._close_events()
+                raise Failed(f"rtnetlink dump failed: {error.strerror}") from error
+            if self._overrun:
+                log.warning("rtnetlink overrun during dump (attempt %d), dumping again", attempt)
+                continue
+            for raw in self._pending:
+                _, msg_type, flags, _, _ = _NLMSGHDR.unpack_from(raw)
+                state = _fold(state, msg_type, flags, raw)
+            self._state, self._pending = state, None
+            return
+        self._pending = None
+        raise Failed(f"rtnetlink notifications overran {SYNC_ATTEMPTS} dumps in a row")
+
+    async def _dump(self) -> NetState:
+        loop = asyncio.get_running_loop()
+        sock = open_socket(self._netns, events=False)
+        dump = _Dump(sock, loop.create_future())
+        loop.add_reader(sock.fileno(), dump.on_readable)
+        try:
+            dump.send_next()
+            return await dump.done
+        finally:
+            loop.remove_reader(sock.fileno())
+            sock.close()
+
+    def _close_events(self) -> None:
+        if self._events is not None:
+            asyncio.get_running_loop().remove_reader(self._events.fileno())
+            self._events.close()
+            self._events = None
+
+    def _on_events(self, sock: socket.socket) -> None:
+        buffer = self._buffer
+        for _ in range(MAX_READS_PER_WAKEUP):
+            try:
+                size = sock.recv_into(buffer, 0, socket.MSG_TRUNC)
+            except BlockingIOError:
+                break
+            except OSError as error:
+                self._lost(f"receive failed: {error.strerror}")
+                return
+            if size > len(buffer):
+                self._lost(f"a {size}-byte notification did not fit the buffer")
+                return
+            data = memoryview(buffer)[:size]
+            for msg_type, flags, _, offset, length in messages(data):
+                raw = bytes(data[offset : offset + length])
+                if msg_type in _ROUTE_TYPES:
+                    self.route_notifications += 1
+                if self._pending is not None:
+                    self._pending.append(raw)
+                else:
+                    self._state = _fold(self._state, msg_type, flags, raw)
+        if self._pending is None:
+            self._schedule_publish()
+
+    def _lost(self, why: str) -> None:
+        """Notifications were lost (ENOBUFS, mostly): start over from a dump."""
+        self._close_events()
+        if self._pending is not None:
+            self._overrun = True
+        else:
+            log.warning("rtnetlink notifications lost (%s), resyncing", why)
+            self.request_resync()
+
+    def _schedule_publish(self) -> None:
+        if not self._publish_scheduled and self._state != self._published:
+            self._publish_scheduled = True
+            asyncio.get_running_loop().call_soon(self._publish)
+
+    def _publish(self) -> None:
+        self._publish_scheduled = False
+        if self._state == self._published:
+            return
+        self._published = self._state
+        try:
+            self._on_change(self._state)
+        except Exception:
+            log.exception("rtnetlink state consumer failed")
