@@ -13,13 +13,20 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from netpathd import BUS_NAME, __version__, service_manager
 from netpathd.errors import ConfigError, NetpathdError
 from netpathd.manager import DaemonState, Manager
 from netpathd.model.settings import LOG_LEVELS
+
+if TYPE_CHECKING:
+    from dbus_fast.aio import MessageBus
+
+    from netpathd.model.links import NetState
 
 log = logging.getLogger("netpathd")
 
@@ -62,71 +69,118 @@ def parse_options(argv: list[str]) -> Options:
     )
 
 
-async def serve(options: Options) -> int:
-    from netpathd.bus.manager import ManagerInterface  # noqa: PLC0415 - keep --help fast
-    from netpathd.bus.service import connect, publish  # noqa: PLC0415
+class Daemon:
+    """Owns every part for one run: built in `start()`, torn down in `run()`'s end."""
 
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    manager = Manager(options.config_dir, options.log_level, service_manager.set_log_level)
-    manager.load_initial()
-    service_manager.notify("STATUS=Connecting to the bus")
+    def __init__(self, options: Options) -> None:
+        # Heavy adapters are imported here so that `netpathd --help` stays fast.
+        from netpathd.dns_manager import DnsManager  # noqa: PLC0415
+        from netpathd.files.resolv_conf import RcManager  # noqa: PLC0415
+        from netpathd.kernel.rtnl import RtnlWatcher  # noqa: PLC0415
 
-    bus = await connect(options.bus_address)
-    try:
-        await publish(bus, [ManagerInterface(manager)])
-    except NetpathdError:
+        self.options = options
+        self.manager = Manager(options.config_dir, options.log_level, service_manager.set_log_level)
+        self.manager.load_initial()
+        self.dns = DnsManager(
+            options.config_dir,
+            options.state_dir,
+            options.resolv_conf,
+            RcManager(self.manager.settings.rc_manager),
+        )
+        self.watcher = RtnlWatcher(self._on_network_change)
+        self.manager.add_reloader(self._reload_dns)
+        self._stop = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> MessageBus:
+        """Load, read the kernel, connect, export, own the name: then READY=1."""
+        from netpathd.bus.dns import DnsInterface  # noqa: PLC0415
+        from netpathd.bus.manager import ManagerInterface  # noqa: PLC0415
+        from netpathd.bus.service import connect, publish  # noqa: PLC0415
+
+        try:
+            self.dns.load()
+        except ConfigError as error:
+            log.error("DNS configuration not loaded: %s", error.message)
+        service_manager.notify("STATUS=Reading links, addresses and routes")
+        await self.watcher.start()
+        self._on_network_change(self.watcher.state)
+
+        service_manager.notify("STATUS=Connecting to the bus")
+        bus = await connect(self.options.bus_address)
+        try:
+            await publish(bus, [ManagerInterface(self.manager), DnsInterface(self.dns)])
+        except NetpathdError:
+            bus.disconnect()
+            await self.watcher.close()
+            raise
+        return bus
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        bus = await self.start()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._request_reload)
+        self.manager.set_state(DaemonState.RUNNING)
+        service_manager.notify("READY=1", f"STATUS=Serving {BUS_NAME}")
+        log.info(
+            "netpathd %s ready on %s", __version__, self.options.bus_address or "the system bus"
+        )
+
+        if (interval := service_manager.watchdog_interval()) is not None:
+            self._spawn(service_manager.run_watchdog(interval))
+        disconnected = loop.create_task(bus.wait_for_disconnect())  # type: ignore[no-untyped-call]
+        stopped = loop.create_task(self._stop.wait())
+        await asyncio.wait({disconnected, stopped}, return_when=asyncio.FIRST_COMPLETED)
+
+        self.manager.set_state(DaemonState.STOPPING)
+        service_manager.notify("STOPPING=1", "STATUS=Shutting down")
+        stopped.cancel()
+        for task in self._tasks:
+            task.cancel()
+        await self.watcher.close()
+        if disconnected.done():
+            log.error("lost the connection to the bus, exiting")
+            return 1
         bus.disconnect()
-        raise
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(disconnected, 1.0)
+        log.info("stopped")
+        return 0
 
-    reloads: set[asyncio.Task[None]] = set()
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    def request_reload() -> None:
+    def _request_reload(self) -> None:
         async def reload() -> None:
             service_manager.notify("RELOADING=1")
             with contextlib.suppress(ConfigError):
-                await manager.reload()
+                await self.manager.reload()
             service_manager.notify("READY=1")
 
-        task = loop.create_task(reload())
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
+        self._spawn(reload())
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, request_reload)
+    async def _reload_dns(self) -> None:
+        from netpathd.files.resolv_conf import RcManager  # noqa: PLC0415
 
-    manager.set_state(DaemonState.RUNNING)
-    service_manager.notify("READY=1", f"STATUS=Serving {BUS_NAME}")
-    log.info("netpathd %s ready on %s", __version__, options.bus_address or "the system bus")
+        self.dns.rc_manager = RcManager(self.manager.settings.rc_manager)
+        self.dns.load()
 
-    watchdog = None
-    if (interval := service_manager.watchdog_interval()) is not None:
-        watchdog = loop.create_task(service_manager.run_watchdog(interval))
-    disconnected = loop.create_task(bus.wait_for_disconnect())  # type: ignore[no-untyped-call]
-    stopped = loop.create_task(stop.wait())
-    await asyncio.wait({disconnected, stopped}, return_when=asyncio.FIRST_COMPLETED)
-
-    manager.set_state(DaemonState.STOPPING)
-    service_manager.notify("STOPPING=1", "STATUS=Shutting down")
-    for task in (watchdog, stopped):
-        if task is not None:
-            task.cancel()
-    if disconnected.done():
-        log.error("lost the connection to the bus, exiting")
-        return 1
-    bus.disconnect()
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(disconnected, 1.0)
-    log.info("stopped")
-    return 0
+    def _on_network_change(self, state: NetState) -> None:
+        try:
+            self.dns.update_network(state)
+        except NetpathdError as error:
+            log.error("DNS update failed: %s", error.message)
 
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_options(sys.argv[1:] if argv is None else argv)
     service_manager.setup_logging(options.log_level or "info")
     try:
-        return asyncio.run(serve(options))
+        return asyncio.run(Daemon(options).run())
     except NetpathdError as error:
         log.error("%s", error.message)
         return 1

@@ -1,7 +1,7 @@
 """The daemon's own lifecycle and configuration, independent of any bus.
 
-Reloading is all-or-nothing: every part's new configuration is parsed before
-any part applies it, so a bad file keeps the last good configuration in force
+Reloading is all-or-nothing per file: a file is parsed completely before any
+of it is applied, so a bad file keeps its last good configuration in force
 (and the error names the file and line).
 """
 
@@ -50,6 +50,10 @@ class Manager:
         return self._state
 
     @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
     def log_level(self) -> str:
         return self._log_level_override or self._settings.log_level
 
@@ -83,7 +87,11 @@ class Manager:
             raise
         self._apply(settings)
         for reloader in self._reloaders:
-            await reloader()
+            try:
+                await reloader()
+            except ConfigError as error:
+                log.error("reload refused, keeping the last good configuration: %s", error.message)
+                raise
         log.info("configuration reloaded from %s", self.config_dir)
 
     def _apply(self, settings: Settings) -> None:

@@ -19,13 +19,19 @@ Surface = dict[str, list[tuple[str, ...]]]
 
 
 def surface(interface: ET.Element) -> Surface:
-    """Methods, signals and properties with their argument names, types and directions."""
+    """Methods, signals and properties with their argument types and directions.
+
+    Input argument names are part of the surface (busctl shows them); output
+    names are documentation only, as dbus-fast does not export them.
+    """
 
     def args(member: ET.Element, default_direction: str) -> tuple[str, ...]:
-        return tuple(
-            f"{arg.get('name')}:{arg.get('type')}:{arg.get('direction', default_direction)}"
-            for arg in member.findall("arg")
-        )
+        described = []
+        for arg in member.findall("arg"):
+            direction = arg.get("direction", default_direction)
+            name = arg.get("name") if direction == "in" else "-"
+            described.append(f"{name}:{arg.get('type')}:{direction}")
+        return tuple(described)
 
     return {
         "methods": sorted((m.get("name", ""), *args(m, "in")) for m in interface.findall("method")),

@@ -12,26 +12,32 @@ from netpathd.errors import ConfigError
 from netpathd.model.keyfile import Section, parse_keyfile
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+RC_MANAGERS = ("symlink", "file", "unmanaged")  # NetworkManager's rc-manager values we support
 CONFIG_FILE_NAME = "netpathd.conf"
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     log_level: str = "info"
+    # NetworkManager's default (its "auto" without resolvconf/netconfig): leave a symlinked
+    # resolv.conf that points elsewhere (systemd-resolved's stub) alone.
+    rc_manager: str = "symlink"
 
 
 def _parse_main(section: Section, path: str) -> dict[str, str]:
+    choices = {"log-level": LOG_LEVELS, "rc-manager": RC_MANAGERS}
     values: dict[str, str] = {}
     for entry in section.entries:
-        if entry.key != "log-level":
+        allowed = choices.get(entry.key)
+        if allowed is None:
             raise ConfigError(path, entry.line, f"unknown key {entry.key!r} in [main]")
-        if entry.value not in LOG_LEVELS:
+        if entry.value not in allowed:
             raise ConfigError(
                 path,
                 entry.line,
-                f"log-level must be one of {', '.join(LOG_LEVELS)}, got {entry.value!r}",
+                f"{entry.key} must be one of {', '.join(allowed)}, got {entry.value!r}",
             )
-        values["log_level"] = entry.value
+        values[entry.key.replace("-", "_")] = entry.value
     return values
 
 

@@ -1,0 +1,130 @@
+"""D-Bus face of the DNS manager: ``org.netpathd1.Dns`` on ``/org/netpathd1``."""
+
+# No "from __future__ import annotations": dbus-fast reads the annotations at runtime.
+
+from typing import Annotated, Any
+
+from dbus_fast import PropertyAccess, Variant
+from dbus_fast.annotations import DBusSignature, DBusStr
+from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
+
+from netpathd.bus.errors import dbus_errors
+from netpathd.dns_manager import DnsManager
+from netpathd.errors import InvalidArgument
+from netpathd.model.dns import DnsEntry, effective_priority
+from netpathd.model.dns_settings import SETTINGS_SIGNATURES, make_global_priority, to_settings
+from netpathd.model.links import Family
+
+INTERFACE = "org.netpathd1.Dns"
+
+Settings = Annotated[dict[str, Variant], DBusSignature("a{sv}")]
+Strings = Annotated[list[str], DBusSignature("as")]
+PriorityPair = Annotated[list[int], DBusSignature("(ii)")]
+ConnectionList = Annotated[list[list[Any]], DBusSignature("a(sa{sv})")]
+ExplainList = Annotated[list[dict[str, Variant]], DBusSignature("aa{sv}")]
+
+
+def unwrap(settings: dict[str, Variant]) -> dict[str, object]:
+    return {key: variant.value for key, variant in settings.items()}
+
+
+def explain_entry(entry: DnsEntry) -> dict[str, Variant]:
+    return {
+        "connection": Variant("s", entry.connection),
+        "interface": Variant("s", entry.interface_name),
+        "family": Variant("s", f"ipv{entry.family.value}"),
+        "priority": Variant("i", entry.priority),
+        "priority-source": Variant("s", entry.priority_source),
+        "rank": Variant("s", entry.rank.value if entry.rank is not None else ""),
+        "status": Variant("s", entry.status.value),
+        "included": Variant("b", entry.included),
+        "reason": Variant("s", entry.reason),
+        "servers": Variant("as", list(entry.servers)),
+        "duplicates": Variant("as", list(entry.duplicates)),
+    }
+
+
+class DnsInterface(ServiceInterface):
+    def __init__(self, dns: DnsManager) -> None:
+        super().__init__(INTERFACE)
+        self._dns = dns
+        dns.observe(self._on_change)
+
+    @dbus_method()
+    @dbus_errors
+    def SetConnection(self, name: DBusStr, settings: Settings) -> None:
+        """Create or update a connection and persist it."""
+        self._dns.set_connection(name, unwrap(settings), runtime=False)
+
+    @dbus_method()
+    @dbus_errors
+    def SetConnectionRuntime(self, name: DBusStr, settings: Settings) -> None:
+        """Like SetConnection, but gone when the daemon restarts."""
+        self._dns.set_connection(name, unwrap(settings), runtime=True)
+
+    @dbus_method()
+    @dbus_errors
+    def RemoveConnection(self, name: DBusStr) -> None:
+        self._dns.remove_connection(name)
+
+    @dbus_method()
+    @dbus_errors
+    def GetConnections(self) -> ConnectionList:
+        result = []
+        for conn, layer in self._dns.connections():
+            settings = {
+                key: Variant(SETTINGS_SIGNATURES[key], value)
+                for key, value in to_settings(conn).items()
+            }
+            settings["active"] = Variant("b", self._dns.is_active(conn))
+            settings["source"] = Variant("s", layer)
+            for family in Family:
+                priority, _ = effective_priority(conn, family, self._dns.global_priority)
+                settings[f"ipv{family.value}.effective-dns-priority"] = Variant("i", priority)
+            result.append([conn.name, settings])
+        return result
+
+    @dbus_method()
+    @dbus_errors
+    def Explain(self) -> ExplainList:
+        """Every candidate entry in order: priority, rank, included or not, and why."""
+        return [explain_entry(entry) for entry in self._dns.result.entries]
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Nameservers(self) -> Strings:
+        return list(self._dns.result.nameservers)
+
+    @dbus_property(access=PropertyAccess.READ)
+    def SearchDomains(self) -> Strings:
+        return list(self._dns.result.searches)
+
+    @dbus_property(access=PropertyAccess.READ)
+    def ResolvConfPath(self) -> DBusStr:
+        return str(self._dns.resolv_conf)
+
+    @dbus_property(access=PropertyAccess.READ)
+    def RcManager(self) -> DBusStr:
+        return self._dns.rc_manager.value
+
+    @dbus_property()
+    def GlobalDnsPriority(self) -> PriorityPair:
+        priority = self._dns.global_priority
+        return [priority.ipv4, priority.ipv6]
+
+    @GlobalDnsPriority.setter  # type: ignore[no-redef]
+    @dbus_errors
+    def GlobalDnsPriority(self, value: PriorityPair) -> None:
+        if len(value) != 2:
+            raise InvalidArgument("GlobalDnsPriority takes (ipv4, ipv6)")
+        self._dns.set_global_priority(make_global_priority(value[0], value[1]))
+
+    def _on_change(self, names: frozenset[str]) -> None:
+        values: dict[str, Any] = {
+            "Nameservers": list(self._dns.result.nameservers),
+            "SearchDomains": list(self._dns.result.searches),
+            "GlobalDnsPriority": [
+                self._dns.global_priority.ipv4,
+                self._dns.global_priority.ipv6,
+            ],
+        }
+        self.emit_properties_changed({name: values[name] for name in sorted(names)})
