@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from netpathd import __version__
+from netpathd.ctl import dns
+from netpathd.ctl.cli import UsageError, emit
 
 BUS_ADDRESS_ENV = "NETPATHD_BUS_ADDRESS"
 
@@ -36,16 +36,6 @@ EXIT_CODES: dict[str, int] = {
 
 if TYPE_CHECKING:  # keeps dbus-fast out of verbs that do not talk to the daemon
     from netpathd.ctl.client import Client
-
-Handler = Callable[["Client", argparse.Namespace], Awaitable[Any]]
-
-
-def emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    """Print ``data`` as JSON with --json, else the human ``text``."""
-    if args.json:
-        print(json.dumps(data, indent=2, sort_keys=True, default=str))
-    elif text:
-        print(text)
 
 
 async def show_status(client: Client, args: argparse.Namespace) -> None:
@@ -70,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     verbs.add_parser("status", help="show the daemon's state").set_defaults(handler=show_status)
     verbs.add_parser("reload", help="re-read the configuration").set_defaults(handler=reload)
+    dns.register(verbs)
     return parser
 
 
@@ -85,6 +76,9 @@ async def dispatch(args: argparse.Namespace) -> int:
     except CallFailed as error:
         print(f"netpathctl: {error.text}", file=sys.stderr)
         return EXIT_CODES.get(error.name, 1)
+    except UsageError as error:
+        print(f"netpathctl: {error}", file=sys.stderr)
+        return EXIT_CODES["org.netpathd1.Error.InvalidArgument"]
     return 0
 
 

@@ -1,0 +1,153 @@
+"""``netpathctl dns``: connections, the resolver order and why it is so.
+
+``set`` takes nmcli-style key/value pairs (``ipv4.dns 192.0.2.53,192.0.2.54``),
+typed by the key's D-Bus signature; an empty value clears a list.  Validation
+beyond the type is the daemon's, so the CLI and D-Bus callers get the same
+answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from netpathd.ctl.cli import UsageError, emit, table
+from netpathd.model.dns_settings import SETTINGS_SIGNATURES
+
+if TYPE_CHECKING:
+    from dbus_fast import Variant
+
+    from netpathd.ctl.client import Client
+
+DNS = "org.netpathd1.Dns"
+
+
+def parse_settings(pairs: list[str]) -> dict[str, Variant]:
+    from dbus_fast import Variant  # noqa: PLC0415
+
+    if len(pairs) % 2:
+        raise UsageError(f"setting {pairs[-1]!r} has no value")
+    settings: dict[str, Variant] = {}
+    for key, text in zip(pairs[::2], pairs[1::2], strict=True):
+        signature = SETTINGS_SIGNATURES.get(key)
+        if signature is None:
+            known = ", ".join(SETTINGS_SIGNATURES)
+            raise UsageError(f"unknown setting {key!r} (known: {known})")
+        if signature == "as":
+            items = [item for item in text.replace(",", " ").split() if item]
+            settings[key] = Variant("as", items)
+        elif signature == "i":
+            try:
+                settings[key] = Variant("i", int(text))
+            except ValueError:
+                raise UsageError(f"{key} takes an integer, got {text!r}") from None
+            except OverflowError:
+                raise UsageError(f"{key} {text} is outside the 32-bit range") from None
+        else:
+            settings[key] = Variant("s", text)
+    return settings
+
+
+def plain(settings: dict[str, Variant]) -> dict[str, Any]:
+    return {key: variant.value for key, variant in settings.items()}
+
+
+async def set_connection(client: Client, args: argparse.Namespace) -> None:
+    settings = parse_settings(args.settings)
+    method = "SetConnectionRuntime" if args.runtime else "SetConnection"
+    await client.call(DNS, method, "sa{sv}", [args.name, settings])
+
+
+async def remove_connection(client: Client, args: argparse.Namespace) -> None:
+    await client.call(DNS, "RemoveConnection", "s", [args.name])
+
+
+async def show(client: Client, args: argparse.Namespace) -> None:
+    (connections,) = await client.call(DNS, "GetConnections")
+    properties = await client.get_all(DNS)
+    data = {
+        "connections": [{"name": name, **plain(settings)} for name, settings in connections],
+        "nameservers": properties["Nameservers"],
+        "search": properties["SearchDomains"],
+        "resolv-conf": properties["ResolvConfPath"],
+        "global-dns-priority": list(properties["GlobalDnsPriority"]),
+    }
+    rows = [
+        [
+            conn["name"],
+            conn["connection.interface-name"],
+            conn["connection.type"],
+            "yes" if conn["active"] else "no",
+            conn["ipv4.effective-dns-priority"],
+            conn["ipv6.effective-dns-priority"],
+            " ".join(conn["ipv4.dns"] + conn["ipv6.dns"]) or "-",
+        ]
+        for conn in data["connections"]
+    ]
+    text = "\n".join(
+        [
+            table(["NAME", "DEVICE", "TYPE", "ACTIVE", "PRIO4", "PRIO6", "DNS"], rows),
+            "",
+            f"Nameservers: {' '.join(data['nameservers']) or '-'}",
+            f"Search:      {' '.join(data['search']) or '-'}",
+            f"File:        {data['resolv-conf']} (rc-manager {properties['RcManager']})",
+        ]
+    )
+    emit(args, data, text)
+
+
+async def explain(client: Client, args: argparse.Namespace) -> None:
+    (entries,) = await client.call(DNS, "Explain")
+    data = [plain(entry) for entry in entries]
+    rows = [
+        [
+            index,
+            entry["connection"],
+            entry["interface"],
+            entry["family"],
+            f"{entry['priority']} ({entry['priority-source']})",
+            entry["rank"] or "-",
+            entry["status"],
+            " ".join(entry["servers"]) or "-",
+            entry["reason"],
+        ]
+        for index, entry in enumerate(data, start=1)
+    ]
+    headers = ["#", "CONNECTION", "DEVICE", "FAMILY", "PRIORITY", "RANK", "STATUS", "SERVERS"]
+    emit(args, data, table([*headers, "WHY"], rows))
+
+
+async def global_priority(client: Client, args: argparse.Namespace) -> None:
+    from dbus_fast import Variant  # noqa: PLC0415
+
+    if args.values:
+        if len(args.values) != 2:
+            raise UsageError("global-priority takes IPV4 IPV6 (0 means unset)")
+        await client.set_property(DNS, "GlobalDnsPriority", Variant("(ii)", args.values))
+        return
+    properties = await client.get_all(DNS)
+    ipv4, ipv6 = properties["GlobalDnsPriority"]
+    emit(args, {"ipv4": ipv4, "ipv6": ipv6}, f"ipv4.dns-priority {ipv4}\nipv6.dns-priority {ipv6}")
+
+
+def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dns = verbs.add_parser("dns", help="DNS connections and the resolver order")
+    sub = dns.add_subparsers(dest="dns_verb", metavar="COMMAND", required=True)
+
+    setter = sub.add_parser("set", help="create or update a connection (nmcli-style keys)")
+    setter.add_argument("name")
+    setter.add_argument("settings", nargs="*", metavar="KEY VALUE")
+    setter.add_argument("--runtime", action="store_true", help="do not persist")
+    setter.set_defaults(handler=set_connection)
+
+    remover = sub.add_parser("remove", help="remove a connection")
+    remover.add_argument("name")
+    remover.set_defaults(handler=remove_connection)
+
+    sub.add_parser("show", help="connections and the resulting servers").set_defaults(handler=show)
+    sub.add_parser("explain", help="why the servers are in this order").set_defaults(
+        handler=explain
+    )
+    priority = sub.add_parser("global-priority", help="show or set the global defaults")
+    priority.add_argument("values", nargs="*", type=int, metavar="IPV4 IPV6")
+    priority.set_defaults(handler=global_priority)

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.integration.test_dns_daemon import nameservers, topology
+from tests.support.bus import PrivateBus
+from tests.support.ctl import netpathctl
+from tests.support.daemon import Daemon
+from tests.support.netns import Netns
+
+pytestmark = pytest.mark.integration
+
+
+def ok(bus: PrivateBus, *argv: str) -> str:
+    result = netpathctl(bus.address, *argv)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_set_show_explain_remove(daemon: Daemon, bus: PrivateBus, ns: Netns) -> None:
+    topology(ns)
+    ok(bus, "dns", "set", "wan", "connection.interface-name", "wan0",
+       "connection.type", "ethernet", "ipv4.dns", "192.0.2.53,192.0.2.54",
+       "ipv4.dns-search", "example.com")  # fmt: skip
+    ok(bus, "dns", "set", "corp", "connection.interface-name", "lan0",
+       "connection.type", "vpn", "ipv4.dns", "198.51.100.53")  # fmt: skip
+    shown = ok(bus, "dns", "show")
+    assert "Nameservers: 198.51.100.53 192.0.2.53 192.0.2.54" in shown
+    assert "Search:      example.com" in shown
+    data = json.loads(ok(bus, "--json", "dns", "show"))
+    assert [conn["name"] for conn in data["connections"]] == ["wan", "corp"]
+    assert data["connections"][1]["ipv4.effective-dns-priority"] == 50
+    assert nameservers(daemon.resolv_conf) == ["198.51.100.53", "192.0.2.53", "192.0.2.54"]
+
+    explained = ok(bus, "dns", "explain")
+    first = explained.splitlines()[1]
+    assert first.split()[:4] == ["1", "corp", "lan0", "ipv4"]
+    entries = json.loads(ok(bus, "--json", "dns", "explain"))
+    assert entries[0]["rank"] == "vpn"
+
+    ok(bus, "dns", "remove", "corp")
+    assert nameservers(daemon.resolv_conf) == ["192.0.2.53", "192.0.2.54"]
+
+
+def test_global_priority_round_trip(daemon: Daemon, bus: PrivateBus) -> None:
+    ok(bus, "dns", "global-priority", "20", "30")
+    assert json.loads(ok(bus, "--json", "dns", "global-priority")) == {"ipv4": 20, "ipv6": 30}
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["dns", "set", "x", "ipv4.dns-priority", "high"], 2, "takes an integer"),
+        (["dns", "set", "x", "ipv4.dnz", "1"], 2, "unknown setting 'ipv4.dnz'"),
+        (["dns", "set", "x", "ipv4.dns"], 2, "has no value"),
+        (["dns", "set", "x", "ipv4.dns", "192.0.2.53"], 2, "connection.interface-name"),
+        (["dns", "remove", "nothing"], 3, "no DNS connection named 'nothing'"),
+        (["dns", "global-priority", "1"], 2, "takes IPV4 IPV6"),
+    ],
+)
+def test_errors_have_messages_and_exit_codes(
+    daemon: Daemon, bus: PrivateBus, argv: list[str], code: int, message: str
+) -> None:
+    result = netpathctl(bus.address, *argv)
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
