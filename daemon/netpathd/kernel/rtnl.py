@@ -45,21 +45,23 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import errno
-import ipaddress
 import logging
 import socket
 import struct
 from collections.abc import Callable, Iterator
-from typing import Any
 
-from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-from pyroute2.netlink.rtnl.rtmsg import rtmsg
 from pyroute2.netns import create_socket
 
 from netpathd.errors import Failed
+from netpathd.kernel.rtnl_decode import (
+    ROUTE_TYPES,
+    RT_TABLE_MAIN,
+    RTM_DELROUTE,
+    RTM_NEWROUTE,
+    decode,
+)
 from netpathd.model import netstate
-from netpathd.model.links import Address, DefaultRoute, Family, IPAddress, Link, NetState
+from netpathd.model.links import NetState
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +72,10 @@ SO_ATTACH_FILTER = 26
 SO_RCVBUFFORCE = 33
 
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_REPLACE, NLM_F_DUMP = 0x1, 0x100, 0x300
-RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
-RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
-RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+RTM_GETLINK, RTM_GETADDR, RTM_GETROUTE = 18, 22, 26
 RTMGRP_LINK, RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE = 0x1, 0x10, 0x40
 RTMGRP_IPV6_IFADDR, RTMGRP_IPV6_ROUTE = 0x100, 0x400
-RT_TABLE_MAIN = 254
-RTN_UNICAST = 1
-RTM_F_CLONED = 0x200
-IFF_UP = 0x1
-IFA_F_TENTATIVE = 0x40
 
 GROUPS = (
     RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE
@@ -94,8 +89,6 @@ _NLMSGHDR = struct.Struct("=IHHII")
 _HDR_LEN = _NLMSGHDR.size
 _RTM_DST_LEN = _HDR_LEN + 1  # offsets of rtmsg fields within a message
 _RTM_TABLE = _HDR_LEN + 4
-_ROUTE_TYPES = frozenset((RTM_NEWROUTE, RTM_DELROUTE))
-_FAMILIES = {socket.AF_INET: Family.IPV4, socket.AF_INET6: Family.IPV6}
 
 
 def _bpf(code: int, jt: int, jf: int, k: int) -> bytes:
@@ -169,78 +162,6 @@ def dump_requests(seq: int) -> list[bytes]:
     ]
 
 
-def _ip(value: Any) -> IPAddress:
-    return ipaddress.ip_address(str(value))
-
-
-def _link_events(msg_type: int, raw: bytes) -> list[netstate.NetEvent]:
-    msg: Any = ifinfmsg(raw)
-    msg.decode()
-    if msg["family"] != socket.AF_UNSPEC:
-        return []  # AF_BRIDGE port notifications: a DELLINK there is not a deletion
-    if msg_type == RTM_DELLINK:
-        return [netstate.LinkGone(msg["index"])]
-    link = Link(msg["index"], msg.get_attr("IFLA_IFNAME"), bool(msg["flags"] & IFF_UP))
-    return [netstate.LinkSeen(link)]
-
-
-def _address_events(msg_type: int, raw: bytes) -> list[netstate.NetEvent]:
-    msg: Any = ifaddrmsg(raw)
-    msg.decode()
-    if msg["family"] not in _FAMILIES:
-        return []
-    local = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")  # IFA_ADDRESS: peer on ptp
-    flags = msg.get_attr("IFA_FLAGS")
-    flags = msg["flags"] if flags is None else flags
-    address = Address(
-        ifindex=msg["index"],
-        address=_ip(local),
-        prefixlen=msg["prefixlen"],
-        scope=msg["scope"],
-        tentative=bool(flags & IFA_F_TENTATIVE),
-    )
-    if msg_type == RTM_DELADDR:
-        return [netstate.AddressGone(address)]
-    return [netstate.AddressSeen(address)]
-
-
-def _route_events(msg_type: int, nl_flags: int, raw: bytes) -> list[netstate.NetEvent]:
-    msg: Any = rtmsg(raw)
-    msg.decode()
-    table = msg.get_attr("RTA_TABLE") or msg["table"]
-    family = _FAMILIES.get(msg["family"])
-    usable = msg["type"] == RTN_UNICAST and not msg["flags"] & RTM_F_CLONED
-    if family is None or table != RT_TABLE_MAIN or msg["dst_len"] != 0 or not usable:
-        return []
-    metric = msg.get_attr("RTA_PRIORITY") or 0
-
-    def gateway(attrs: Any) -> IPAddress | None:
-        via = attrs.get_attr("RTA_VIA")  # an IPv4 route via an IPv6 next hop
-        found = attrs.get_attr("RTA_GATEWAY") or (via and via.get("addr"))
-        return _ip(found) if found else None
-
-    if msg.get_attr("RTA_MULTIPATH"):
-        hops = [(hop["oif"], gateway(hop)) for hop in msg.get_attr("RTA_MULTIPATH")]
-    else:
-        hops = [(msg.get_attr("RTA_OIF"), gateway(msg))]
-    routes = [DefaultRoute(family, oif, metric, gw) for oif, gw in hops if oif]
-    if msg_type == RTM_DELROUTE:
-        return [netstate.RouteGone(route) for route in routes]
-    replace = bool(nl_flags & NLM_F_REPLACE)
-    return [netstate.RouteSeen(route, replace and i == 0) for i, route in enumerate(routes)]
-
-
-def decode(msg_type: int, nl_flags: int, raw: bytes) -> list[netstate.NetEvent]:
-    """The state changes one rtnetlink message stands for (none for the uninteresting)."""
-    if msg_type in (RTM_NEWLINK, RTM_DELLINK):
-        return _link_events(msg_type, raw)
-    if msg_type in (RTM_NEWADDR, RTM_DELADDR):
-        return _address_events(msg_type, raw)
-    if msg_type in _ROUTE_TYPES:
-        return _route_events(msg_type, nl_flags, raw)
-    return []
-
-
 def messages(data: memoryview) -> Iterator[tuple[int, int, int, int, int]]:
     """(type, flags, seq, offset, length) of each message in one datagram."""
     offset, end = 0, len(data)
@@ -293,7 +214,7 @@ class _Dump:
 
     def _process(self, data: memoryview) -> None:
         for msg_type, flags, seq, offset, length in messages(data):
-            if msg_type in _ROUTE_TYPES:
+            if msg_type in ROUTE_TYPES:
                 if data[offset + _RTM_DST_LEN] or data[offset + _RTM_TABLE] != RT_TABLE_MAIN:
                     continue  # the cheap path every BGP route of the main table takes
             elif msg_type in (NLMSG_DONE, NLMSG_ERROR):
@@ -442,7 +363,7 @@ class RtnlWatcher:
             data = memoryview(buffer)[:size]
             for msg_type, flags, _, offset, length in messages(data):
                 raw = bytes(data[offset : offset + length])
-                if msg_type in _ROUTE_TYPES:
+                if msg_type in ROUTE_TYPES:
                     self.route_notifications += 1
                 if self._pending is not None:
                     self._pending.append(raw)
