@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     verbs.add_parser("status", help="show the daemon's state").set_defaults(handler=show_status)
     verbs.add_parser("reload", help="re-read the configuration").set_defaults(handler=reload)
     dns.register(verbs)
+    runner = verbs.add_parser(
+        "run", help="run a command with its TCP sockets turned into MPTCP", add_help=False
+    )
+    runner.add_argument("command", nargs=argparse.REMAINDER, metavar="[-v] -- COMMAND [ARGS...]")
     return parser
 
 
@@ -83,7 +87,17 @@ async def dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run"]:
+        # `run` never talks to the daemon: it must not pay for (or depend on) the bus.
+        from netpathd.ctl.run import run  # noqa: PLC0415
+
+        return run(argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.verb == "run":
+        from netpathd.ctl.run import run  # noqa: PLC0415
+
+        return run(args.command)
     return asyncio.run(dispatch(args))
 
 
