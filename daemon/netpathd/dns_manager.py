@@ -16,8 +16,9 @@ import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from netpathd.errors import ConfigError, NotFound
+from netpathd.errors import NotFound
 from netpathd.files.atomic import write_atomic
+from netpathd.files.config import read_config_text
 from netpathd.files.resolv_conf import RcManager, render, write_resolv_conf
 from netpathd.model.dns import DnsConnection, DnsResult, GlobalDnsPriority, order
 from netpathd.model.dns_settings import (
@@ -35,13 +36,8 @@ Observer = Callable[[frozenset[str]], None]
 
 
 def read_dns_config(path: Path) -> DnsConfig:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return DnsConfig()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(str(path), 0, f"cannot read: {error}") from error
-    return parse_connections_file(text, str(path))
+    text = read_config_text(path)
+    return DnsConfig() if text is None else parse_connections_file(text, str(path))
 
 
 class DnsManager:
