@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from dbus_fast import Message, MessageType
-from dbus_fast.aio import MessageBus
 
 from tests.support.bus import PrivateBus
 from tests.support.daemon import Daemon, daemon_argv, daemon_env
+from tests.support.dbus_client import bus_client
 from tests.support.netns import Netns
 
 pytestmark = pytest.mark.integration
@@ -69,38 +67,11 @@ def test_unprivileged_user_reads_but_cannot_reload(daemon: Daemon, bus: PrivateB
     bus.busctl("call", *MANAGER, "Reload")  # root may
 
 
-async def _log_level_changes(bus: PrivateBus) -> tuple[MessageBus, asyncio.Queue[str]]:
-    client = await MessageBus(bus_address=bus.address).connect()
-    changes: asyncio.Queue[str] = asyncio.Queue()
-
-    def on_message(message: Message) -> None:
-        if message.message_type is MessageType.SIGNAL and message.member == "PropertiesChanged":
-            interface, changed, _ = message.body
-            if interface == MANAGER[2] and "LogLevel" in changed:
-                changes.put_nowait(changed["LogLevel"].value)
-
-    client.add_message_handler(on_message)
-    await client.call(
-        Message(
-            destination="org.freedesktop.DBus",
-            path="/org/freedesktop/DBus",
-            interface="org.freedesktop.DBus",
-            member="AddMatch",
-            signature="s",
-            body=["type='signal',sender='org.netpathd1',member='PropertiesChanged'"],
-        )
-    )
-    return client, changes
-
-
 async def test_sighup_reloads_configuration(daemon: Daemon, bus: PrivateBus) -> None:
-    client, changes = await _log_level_changes(bus)
-    try:
+    async with bus_client(bus.address) as client:
         (daemon.config_dir / "netpathd.conf").write_text("[main]\nlog-level = debug\n")
         daemon.signal(signal.SIGHUP)
-        assert await asyncio.wait_for(changes.get(), 10) == "debug"
-    finally:
-        client.disconnect()
+        await client.wait_change(MANAGER[2], "LogLevel", "debug")
     assert bus.busctl("get-property", *MANAGER, "LogLevel").strip() == 's "debug"'
 
 
