@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -117,8 +118,6 @@ def test_dbus_activation_starts_the_daemon(bus: PrivateBus, ns: Netns, tmp_path:
         "GetConnectionUnixProcessID", "s", "org.netpathd1",
     )  # fmt: skip
     pid = int(pid_reply.split()[1])
-    import os  # noqa: PLC0415
-
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 5
     while "org.netpathd1" in bus.busctl("list", "--no-pager", "--acquired"):
