@@ -175,6 +175,7 @@ class DnsManager:
                     "wrote %s: nameservers %s",
                     self.resolv_conf,
                     " ".join(self._result.nameservers) or "(none)",
+                    extra={"RESOLV_CONF": str(self.resolv_conf)},
                 )
             self._written = text
         changed = set(extra)
