@@ -77,6 +77,7 @@ class Daemon:
         from netpathd.dns_manager import DnsManager  # noqa: PLC0415
         from netpathd.files.resolv_conf import RcManager  # noqa: PLC0415
         from netpathd.kernel.rtnl import RtnlWatcher  # noqa: PLC0415
+        from netpathd.mptcp_manager import MptcpManager  # noqa: PLC0415
 
         self.options = options
         self.manager = Manager(options.config_dir, options.log_level, service_manager.set_log_level)
@@ -89,6 +90,8 @@ class Daemon:
         )
         self.watcher = RtnlWatcher(self._on_network_change)
         self.manager.add_reloader(self._reload_dns)
+        self.mptcp = MptcpManager(options.config_dir, options.state_dir)
+        self.manager.add_reloader(self.mptcp.reload)
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -96,6 +99,7 @@ class Daemon:
         """Load, read the kernel, connect, export, own the name: then READY=1."""
         from netpathd.bus.dns import DnsInterface  # noqa: PLC0415
         from netpathd.bus.manager import ManagerInterface  # noqa: PLC0415
+        from netpathd.bus.mptcp import MptcpInterface  # noqa: PLC0415
         from netpathd.bus.service import connect, publish  # noqa: PLC0415
 
         try:
@@ -105,14 +109,24 @@ class Daemon:
         service_manager.notify("STATUS=Reading links, addresses and routes")
         await self.watcher.start()
         self._on_network_change(self.watcher.state)
+        service_manager.notify("STATUS=Applying the MPTCP configuration")
+        await self.mptcp.start()
 
         service_manager.notify("STATUS=Connecting to the bus")
         bus = await connect(self.options.bus_address)
         try:
-            await publish(bus, [ManagerInterface(self.manager), DnsInterface(self.dns)])
+            await publish(
+                bus,
+                [
+                    ManagerInterface(self.manager),
+                    DnsInterface(self.dns),
+                    MptcpInterface(self.mptcp),
+                ],
+            )
         except NetpathdError:
             bus.disconnect()
             await self.watcher.close()
+            await self.mptcp.close()
             raise
         return bus
 
@@ -130,6 +144,7 @@ class Daemon:
 
         if (interval := service_manager.watchdog_interval()) is not None:
             self._spawn(service_manager.run_watchdog(interval))
+        self._spawn(self.mptcp.run_events())
         disconnected = loop.create_task(bus.wait_for_disconnect())  # type: ignore[no-untyped-call]
         stopped = loop.create_task(self._stop.wait())
         await asyncio.wait({disconnected, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -140,6 +155,7 @@ class Daemon:
         for task in self._tasks:
             task.cancel()
         await self.watcher.close()
+        await self.mptcp.close()
         if disconnected.done():
             log.error("lost the connection to the bus, exiting")
             return 1

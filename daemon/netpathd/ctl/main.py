@@ -13,7 +13,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from netpathd import __version__
-from netpathd.ctl import dns
+from netpathd.ctl import dns, mptcp
 from netpathd.ctl.cli import UsageError, emit
 
 BUS_ADDRESS_ENV = "NETPATHD_BUS_ADDRESS"
@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     verbs.add_parser("status", help="show the daemon's state").set_defaults(handler=show_status)
     verbs.add_parser("reload", help="re-read the configuration").set_defaults(handler=reload)
+    mptcp.register(verbs)
     dns.register(verbs)
     runner = verbs.add_parser(
         "run", help="run a command with its TCP sockets turned into MPTCP", add_help=False

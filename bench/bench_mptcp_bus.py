@@ -1,0 +1,218 @@
+"""What one endpoint change costs through netpathd's D-Bus API, against running ``ip``.
+
+Run as root, on demand (not a test): ``python bench/bench_mptcp_bus.py [--rounds N]``.
+
+In one throw-away namespace with netpathd on a private bus, each round adds an
+endpoint and removes it again, measured three ways in the same run:
+
+* ``AddEndpoint`` + ``RemoveEndpoint`` over D-Bus (a dbus-fast client, one
+  connection): kernel change, state file written atomically with fsync,
+  PropertiesChanged emitted;
+* ``AddEndpointRuntime`` + ``RemoveEndpoint``: the same without the persisted file;
+* ``ip -n NS mptcp endpoint add`` / ``delete`` as processes: what a script or an
+  admin following the guide runs, and the reference of the ratio;
+* the same netlink requests from a process inside the namespace: the kernel floor.
+
+Read the floor before the ratio: DEL_ADDR waits for an RCU grace period
+(``synchronize_rcu()`` in ``mptcp_pm_nl_del_addr_doit``, net/mptcp/pm_kernel.c),
+and every change netpathd accepts is fsync()ed to disk before the reply
+(``files/atomic.py``), while ``ip`` persists nothing.  When those dominate, no
+interface can be several times faster than a process spawn.  Reading the table
+(Get(Endpoints) against ``ip mptcp endpoint show``) is measured too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "daemon")]
+
+from dbus_fast import Message, MessageType  # noqa: E402
+from dbus_fast.aio import MessageBus  # noqa: E402
+from tests.support.bus import private_bus  # noqa: E402
+from tests.support.daemon import running_daemon  # noqa: E402
+from tests.support.netns import Netns, netns  # noqa: E402
+
+ADDRESS = "192.0.2.77"
+ENDPOINT_ID = 77
+
+
+async def call(bus: MessageBus, member: str, signature: str, body: list[object]) -> list[object]:
+    reply = await asyncio.wait_for(
+        bus.call(
+            Message(
+                destination="org.netpathd1",
+                path="/org/netpathd1",
+                interface="org.netpathd1.Mptcp",
+                member=member,
+                signature=signature,
+                body=body,
+            )
+        ),
+        10,
+    )
+    assert reply is not None
+    if reply.message_type is MessageType.ERROR:
+        raise RuntimeError(f"{member}: {reply.error_name}: {reply.body}")
+    return list(reply.body)
+
+
+Samples = tuple[list[float], list[float]]  # seconds per add, seconds per remove
+Op = Callable[[], Awaitable[object]]
+
+
+async def time_rounds(rounds: int, add: Op, remove: Op) -> Samples:
+    await add()  # warm-up: imports, caches, first netlink family lookup
+    await remove()
+    adds, removes = [], []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        await add()
+        added = time.perf_counter()
+        await remove()
+        adds.append(added - started)
+        removes.append(time.perf_counter() - added)
+    return adds, removes
+
+
+async def bus_rounds(address: str, rounds: int, add_member: str) -> Samples:
+    bus = await MessageBus(bus_address=address).connect()
+    body: list[object] = [ADDRESS, ["subflow"], "", 0, ENDPOINT_ID]
+    try:
+        return await time_rounds(
+            rounds,
+            lambda: call(bus, add_member, "sassqu", body),
+            lambda: call(bus, "RemoveEndpoint", "u", [ENDPOINT_ID]),
+        )
+    finally:
+        bus.disconnect()
+
+
+async def ip_rounds(ns: Netns, rounds: int) -> Samples:
+    async def ip(*argv: str) -> None:
+        process = await asyncio.create_subprocess_exec(
+            "ip", "-n", ns.name, "mptcp", "endpoint", *argv
+        )
+        assert await process.wait() == 0
+
+    return await time_rounds(
+        rounds,
+        lambda: ip("add", ADDRESS, "id", str(ENDPOINT_ID), "subflow"),
+        lambda: ip("delete", "id", str(ENDPOINT_ID)),
+    )
+
+
+KERNEL_FLOOR = """
+import asyncio, json, sys, time
+sys.path.insert(0, sys.argv[1])
+from netpathd.kernel.mptcp_pm import MptcpPm
+from netpathd.model.mptcp import Endpoint, EndpointFlag, parse_address
+
+async def main(rounds):
+    endpoint = Endpoint(int(sys.argv[3]), parse_address(sys.argv[4]),
+                        flags=frozenset({EndpointFlag.SUBFLOW}))
+    adds, removes = [], []
+    async with MptcpPm() as pm:
+        for _ in range(rounds + 1):
+            started = time.perf_counter()
+            await pm.add_endpoint(endpoint)
+            added = time.perf_counter()
+            await pm.remove_endpoint(endpoint.id)
+            adds.append(added - started)
+            removes.append(time.perf_counter() - added)
+    print(json.dumps([adds[1:], removes[1:]]))
+
+asyncio.run(main(int(sys.argv[2])))
+"""
+
+
+def kernel_rounds(ns: Netns, rounds: int) -> Samples:
+    """The same netlink requests from a process in the namespace: what no interface can beat."""
+    done = ns.exec(
+        sys.executable, "-c", KERNEL_FLOOR, str(ROOT / "daemon"), str(rounds),
+        str(ENDPOINT_ID), ADDRESS,
+    )  # fmt: skip
+    adds, removes = json.loads(done.stdout)
+    return adds, removes
+
+
+async def read_rounds(ns: Netns, address: str, rounds: int) -> tuple[list[float], list[float]]:
+    """Reading the endpoint table: Get(Endpoints) against ``ip mptcp endpoint show``."""
+    bus = await MessageBus(bus_address=address).connect()
+    get = Message(
+        destination="org.netpathd1",
+        path="/org/netpathd1",
+        interface="org.freedesktop.DBus.Properties",
+        member="Get",
+        signature="ss",
+        body=["org.netpathd1.Mptcp", "Endpoints"],
+    )
+
+    async def show() -> None:
+        process = await asyncio.create_subprocess_exec(
+            "ip", "-n", ns.name, "mptcp", "endpoint", "show", stdout=asyncio.subprocess.DEVNULL
+        )
+        assert await process.wait() == 0
+
+    try:
+        return await time_rounds(rounds, lambda: bus.call(get), show)
+    finally:
+        bus.disconnect()
+
+
+def us(samples: list[float]) -> float:
+    return statistics.median(samples) * 1e6
+
+
+async def measure(ns: Netns, address: str, rounds: int) -> None:
+    results = {
+        "D-Bus AddEndpoint / RemoveEndpoint": await bus_rounds(address, rounds, "AddEndpoint"),
+        "D-Bus AddEndpointRuntime / RemoveEndpoint": await bus_rounds(
+            address, rounds, "AddEndpointRuntime"
+        ),
+        "ip mptcp endpoint add / delete": await ip_rounds(ns, rounds),
+        "kernel floor (netlink in-process)": kernel_rounds(ns, rounds),
+    }
+    print(f"{rounds} rounds, one namespace, one run; medians in µs per operation")
+    print(f"{'':<44}{'add':>9}{'delete':>9}{'round':>9}")
+    for name, (adds, removes) in results.items():
+        rounds_us = [a + r for a, r in zip(adds, removes, strict=True)]
+        print(f"{name:<44}{us(adds):>9.0f}{us(removes):>9.0f}{us(rounds_us):>9.0f}")
+    gets, shows = await read_rounds(ns, address, rounds)
+    print(
+        f"read the table: D-Bus Get(Endpoints) {us(gets):.0f} µs, ip mptcp endpoint show "
+        f"{us(shows):.0f} µs: {us(shows) / us(gets):.1f}x"
+    )
+    floor_add, floor_remove = (us(s) for s in results["kernel floor (netlink in-process)"])
+    ip_add, ip_remove = (us(s) for s in results["ip mptcp endpoint add / delete"])
+    for name in ("D-Bus AddEndpoint / RemoveEndpoint", "D-Bus AddEndpointRuntime / RemoveEndpoint"):
+        bus_add, bus_remove = (us(s) for s in results[name])
+        print(
+            f"{name}: ip/D-Bus add {ip_add / bus_add:.1f}x, delete {ip_remove / bus_remove:.1f}x; "
+            f"cost above the kernel floor: ip/D-Bus add "
+            f"{(ip_add - floor_add) / max(bus_add - floor_add, 1):.1f}x, delete "
+            f"{(ip_remove - floor_remove) / max(bus_remove - floor_remove, 1):.1f}x"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=200)
+    args = parser.parse_args()
+    with netns("bench") as ns, private_bus() as bus:
+        workdir = Path(tempfile.mkdtemp(prefix="netpathd-bench-"))
+        with running_daemon(ns, bus, workdir):
+            asyncio.run(measure(ns, bus.address, args.rounds))
+
+
+if __name__ == "__main__":
+    main()

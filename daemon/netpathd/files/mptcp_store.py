@@ -1,0 +1,127 @@
+"""Where the MPTCP configuration lives: three layers in memory, two files netpathd writes.
+
+* ``admin``: ``--config-dir/mptcp.conf``, the administrator's; only read here
+  (``/etc`` is read-only under ``ProtectSystem=strict``).
+* ``persisted``: ``--state-dir/mptcp.conf``, what D-Bus callers asked for.
+* ``runtime``: memory only, what the ``*Runtime`` D-Bus methods asked for.
+* ``applied``: ``--state-dir/mptcp-applied.conf``: the endpoints netpathd put
+  into the kernel that the state file does not list (runtime-only ones and the
+  administrator's), and the kernel's values before a runtime-only change.  The
+  kernel keeps endpoints and limits when the daemon exits, so without this
+  record a restart could neither remove a runtime-only endpoint nor restore a
+  limit, and could not tell its own endpoints from NetworkManager's.
+
+All three files share one format (``netpathd.model.mptcp_config``).  Every
+write goes through ``write_atomic`` first and is adopted in memory only once it
+succeeded, so memory and disk always agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+from netpathd.errors import ConfigError
+from netpathd.files.atomic import write_atomic
+from netpathd.model.mptcp_config import (
+    EndpointConfig,
+    EndpointKey,
+    MptcpConfig,
+    merge,
+    parse_config,
+    render_config,
+)
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE_NAME = "mptcp.conf"
+APPLIED_FILE_NAME = "mptcp-applied.conf"
+
+STATE_HEADER = """\
+Managed by netpathd: MPTCP settings made over D-Bus (org.netpathd1.Mptcp).
+Same format as /etc/netpathd/mptcp.conf; edit that file instead of this one."""
+APPLIED_HEADER = """\
+Managed by netpathd: endpoints it put into the kernel, and the settings the kernel
+had before a runtime-only change, so that a restart can take those changes back."""
+
+
+def read_config(path: Path) -> MptcpConfig:
+    """The configuration in ``path``; empty when there is no file; ConfigError when bad."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return MptcpConfig()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(str(path), 0, f"cannot read: {error}") from error
+    return parse_config(text, str(path))
+
+
+class MptcpStore:
+    def __init__(self, config_dir: Path, state_dir: Path) -> None:
+        self.admin_path = config_dir / CONFIG_FILE_NAME
+        self.state_path = state_dir / CONFIG_FILE_NAME
+        self.applied_path = state_dir / APPLIED_FILE_NAME
+        self.admin = MptcpConfig()
+        self.persisted = MptcpConfig()
+        self.runtime = MptcpConfig()
+        self.applied = MptcpConfig()
+
+    def load(self) -> None:
+        """Read every file; a bad one is logged and left empty (used at start)."""
+        for path, attribute in (
+            (self.admin_path, "admin"),
+            (self.state_path, "persisted"),
+            (self.applied_path, "applied"),
+        ):
+            try:
+                setattr(self, attribute, read_config(path))
+            except ConfigError as error:
+                log.error("MPTCP configuration not loaded: %s", error.message)
+
+    def reload_admin(self) -> None:
+        """Re-read the administrator's file; a bad one raises and the last good stays."""
+        self.admin = read_config(self.admin_path)
+
+    def desired(self) -> MptcpConfig:
+        return merge(self.admin, self.persisted, self.runtime)
+
+    def configured(self) -> MptcpConfig:
+        """What survives a restart: the administrator's and the persisted layer."""
+        return merge(self.admin, self.persisted)
+
+    def persist(self, config: MptcpConfig) -> None:
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.state_path, render_config(config, STATE_HEADER).encode())
+        self.persisted = config
+
+    def record_applied(self, applied: MptcpConfig) -> None:
+        if applied == self.applied:
+            return
+        self.applied_path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.applied_path, render_config(applied, APPLIED_HEADER).encode())
+        self.applied = applied
+
+    def own(self, key: EndpointKey) -> None:
+        """Record that netpathd put this endpoint into the kernel outside the persisted layer."""
+        if self.applied.endpoint(key) is None:
+            self.record_applied(self.applied.with_endpoint(EndpointConfig(*key)))
+
+    def own_only(self, keys: Iterable[EndpointKey]) -> None:
+        """After a full apply: exactly these endpoints need the record (persisted ones do
+        not, their file says they are netpathd's, and writing less is faster)."""
+        owned = tuple(EndpointConfig(address, port) for address, port in keys)
+        self.record_applied(dataclasses.replace(self.applied, endpoints=owned))
+
+    def capture(self, name: str, value: int | bool) -> None:
+        """Remember the kernel's value before the first runtime-only change of a setting."""
+        if getattr(self.applied, name) is None:
+            self.record_applied(dataclasses.replace(self.applied, **{name: value}))  # type: ignore[arg-type]
+
+    def forget(self, key: EndpointKey) -> None:
+        """An endpoint removed over D-Bus leaves every layer netpathd writes."""
+        if self.persisted.endpoint(key) is not None:
+            self.persist(self.persisted.without_endpoint(key))
+        self.runtime = self.runtime.without_endpoint(key)
+        self.record_applied(self.applied.without_endpoint(key))

@@ -1,0 +1,419 @@
+"""The MPTCP half of the daemon: enablement, limits and endpoints of its network namespace.
+
+Three layers of configuration, highest first: runtime-only changes (D-Bus
+``*Runtime`` methods, gone at restart), persisted ones (every other D-Bus
+change, in ``--state-dir/mptcp.conf``) and the administrator's
+(``--config-dir/mptcp.conf``, never written by netpathd).  The kernel is the
+truth for what *is*: it does not announce endpoint or limit changes made by
+others (measured on 6.18), so every read goes to the kernel and drift is only
+repaired when asked (start, ``Reload()``).
+
+Every change runs in one order: validate (precise message) → apply to the
+kernel → persist (undoing the kernel change if the write fails) → tell
+observers.  A refusal therefore leaves kernel and files as they were.  One
+lock serializes the changes, so two callers never interleave half-applied
+plans on the shared netlink socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from netpathd.errors import AlreadyExists, Failed, NetpathdError, NotFound
+from netpathd.files.mptcp_store import MptcpStore
+from netpathd.kernel import mptcp_diag, sysctl
+from netpathd.kernel.mptcp_events import MptcpEvent, MptcpEvents
+from netpathd.kernel.mptcp_pm import MptcpPm
+from netpathd.model.mptcp import (
+    CHANGEABLE_FLAGS,
+    Endpoint,
+    Limits,
+    mixed_families_warning,
+    parse_address,
+    parse_flags,
+    validate_changeable,
+    validate_endpoint,
+    validate_endpoint_id,
+    validate_limits,
+)
+from netpathd.model.mptcp_config import (
+    EndpointConfig,
+    EndpointKey,
+    endpoint_config,
+    first_mixed_families_warning,
+    plan_endpoints,
+    scalar_targets,
+    spend_restore,
+)
+
+if TYPE_CHECKING:
+    from netpathd.kernel.mptcp_diag import MptcpConnection
+
+log = logging.getLogger(__name__)
+
+# Observers get the changed properties with their new values (model types).
+Observer = Callable[[Mapping[str, object]], None]
+EventObserver = Callable[[MptcpEvent], None]
+
+
+def _key_text(key: EndpointKey) -> str:
+    return f"{key[0]} port {key[1]}" if key[1] else str(key[0])
+
+
+class MptcpManager:
+    def __init__(self, config_dir: Path, state_dir: Path) -> None:
+        self._store = MptcpStore(config_dir, state_dir)
+        self._pm = MptcpPm()
+        self._unavailable: NetpathdError | None = Failed("MPTCP manager is not started")
+        self._events: MptcpEvents | None = None
+        self._lock = asyncio.Lock()
+        self._observers: list[Observer] = []
+        self._event_observers: list[EventObserver] = []
+
+    def observe(self, observer: Observer) -> None:
+        self._observers.append(observer)
+
+    def observe_events(self, observer: EventObserver) -> None:
+        self._event_observers.append(observer)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Read the files, open the kernel adapters and make the kernel match.
+
+        At start a bad file is logged and left out: a daemon that runs serves
+        DNS and can be fixed with Reload(); one that refuses to start helps no one.
+        """
+        self._store.load()
+        try:
+            await self._pm.open()
+        except NetpathdError as error:
+            self._unavailable = error
+            log.error("MPTCP path manager unavailable: %s", error.message)
+            return
+        self._unavailable = None
+        try:
+            # Subscribe before anyone can see the bus name, so no event is missed.
+            events = MptcpEvents()
+            await events.__aenter__()
+            self._events = events
+        except NetpathdError as error:
+            log.error("MPTCP events unavailable: %s", error.message)
+        try:
+            await self.apply()
+        except NetpathdError as error:
+            log.error("MPTCP configuration not applied: %s", error.message)
+
+    async def close(self) -> None:
+        if self._events is not None:
+            self._events.close()
+            self._events = None
+        self._pm.close()
+        self._unavailable = Failed("MPTCP manager is stopped")
+
+    async def reload(self) -> None:
+        """Re-read the administrator's file (a bad one is refused), then repair drift."""
+        self._store.reload_admin()
+        if self._unavailable is None:
+            await self.apply()
+
+    async def run_events(self) -> None:
+        """Hand every kernel event to the observers until cancelled."""
+        if self._events is None:
+            return
+        try:
+            async for event in self._events:
+                for observer in self._event_observers:
+                    observer(event)
+        except NetpathdError as error:
+            log.error("MPTCP events stopped: %s", error.message)
+
+    # -- reading (always the kernel, never a cache) --------------------------------
+
+    def _check(self) -> None:
+        if self._unavailable is not None:
+            raise self._unavailable
+
+    def enabled(self) -> bool:
+        return sysctl.get_mptcp_enabled()
+
+    async def limits(self) -> Limits:
+        self._check()
+        async with self._lock:
+            return await self._pm.get_limits()
+
+    async def endpoints(self) -> list[Endpoint]:
+        self._check()
+        async with self._lock:
+            return await self._pm.list_endpoints()
+
+    async def connections(self) -> list[MptcpConnection]:
+        return await mptcp_diag.list_connections()
+
+    # -- applying the configuration ------------------------------------------------
+
+    async def apply(self) -> None:
+        """Make the kernel hold the desired configuration; failures are logged, not raised."""
+        self._check()
+        async with self._lock:
+            before = await self._snapshot()
+            await self._apply_scalars()
+            await self._apply_endpoints()
+            after = await self._snapshot()
+        self._notify({name: value for name, value in after.items() if before[name] != value})
+
+    async def _apply_scalars(self) -> None:
+        current = await self._pm.get_limits()
+        enabled, limits = scalar_targets(self._store.desired(), self._store.applied, current)
+        if enabled is not None:
+            try:
+                sysctl.set_mptcp_enabled(enabled)
+            except NetpathdError as error:
+                log.error("cannot set net.mptcp.enabled: %s", error.message)
+        if limits != current:
+            try:
+                await self._pm.set_limits(limits)
+            except NetpathdError as error:
+                log.error("cannot set MPTCP limits: %s", error.message)
+        self._store.record_applied(spend_restore(self._store.applied, self._store.runtime))
+
+    async def _apply_endpoints(self) -> None:
+        desired = self._store.desired().endpoints
+        actual = await self._pm.list_endpoints()
+        plan = plan_endpoints(desired, actual, (e.key for e in self._store.applied.endpoints))
+        for endpoint in plan.remove:
+            try:
+                await self._pm.remove_endpoint(endpoint.id)
+                log.info("removed MPTCP endpoint %s (id %d)", endpoint.address, endpoint.id)
+            except NetpathdError as error:
+                log.error("cannot remove MPTCP endpoint %d: %s", endpoint.id, error.message)
+        for endpoint_id, flags in plan.change_flags:
+            try:
+                await self._pm.set_endpoint_flags(endpoint_id, flags)
+            except NetpathdError as error:
+                log.error("cannot restore flags of endpoint %d: %s", endpoint_id, error.message)
+        for config in plan.add:
+            try:
+                new_id = await self._pm.add_endpoint(config.to_endpoint())
+                log.info(
+                    "added MPTCP endpoint %s (id %d) from the configuration",
+                    config.address,
+                    new_id,
+                    extra={"ENDPOINT_ID": new_id},
+                )
+            except NetpathdError as error:
+                log.error("cannot add MPTCP endpoint %s: %s", config.address, error.message)
+        if warning := first_mixed_families_warning(desired):
+            log.warning("%s", warning)
+        self._store.own_only(e.key for e in desired if self._store.persisted.endpoint(e.key) != e)
+
+    async def _snapshot(self) -> dict[str, object]:
+        limits = await self._pm.get_limits()
+        return {
+            "Enabled": self._enabled_or_none(),
+            "Subflows": limits.subflows,
+            "AddAddrAccepted": limits.add_addr_accepted,
+            "Endpoints": await self._pm.list_endpoints(),
+        }
+
+    def _enabled_or_none(self) -> bool | None:
+        try:
+            return self.enabled()
+        except NetpathdError:
+            return None
+
+    # -- changes over D-Bus ------------------------------------------------------------
+
+    async def set_enabled(self, enabled: bool, *, runtime: bool) -> None:
+        async with self._lock:
+            before = self.enabled()
+            sysctl.set_mptcp_enabled(enabled)
+            try:
+                if runtime:
+                    if self._store.configured().enabled is None:
+                        self._store.capture("enabled", before)
+                    self._store.runtime = dataclasses.replace(self._store.runtime, enabled=enabled)
+                else:
+                    self._store.persist(dataclasses.replace(self._store.persisted, enabled=enabled))
+                    self._store.runtime = dataclasses.replace(self._store.runtime, enabled=None)
+            except NetpathdError:
+                sysctl.set_mptcp_enabled(before)
+                raise
+        if before != enabled:
+            self._notify({"Enabled": enabled})
+
+    async def set_limits(self, limits: Limits, *, runtime: bool) -> None:
+        validate_limits(limits)
+        self._check()
+        async with self._lock:
+            before = await self._pm.get_limits()
+            if limits != before:
+                await self._pm.set_limits(limits)
+            try:
+                if runtime:
+                    base = self._store.configured()
+                    if base.subflows is None:
+                        self._store.capture("subflows", before.subflows)
+                    if base.add_addr_accepted is None:
+                        self._store.capture("add_addr_accepted", before.add_addr_accepted)
+                    self._store.runtime = self._store.runtime.with_limits(limits)
+                else:
+                    self._store.persist(self._store.persisted.with_limits(limits))
+                    self._store.runtime = dataclasses.replace(
+                        self._store.runtime, subflows=None, add_addr_accepted=None
+                    )
+            except NetpathdError:
+                with contextlib.suppress(NetpathdError):
+                    await self._pm.set_limits(before)
+                raise
+        changed: dict[str, object] = {}
+        if before.subflows != limits.subflows:
+            changed["Subflows"] = limits.subflows
+        if before.add_addr_accepted != limits.add_addr_accepted:
+            changed["AddAddrAccepted"] = limits.add_addr_accepted
+        self._notify(changed)
+
+    async def add_endpoint(
+        self,
+        address: str,
+        flags: list[str],
+        interface: str,
+        port: int,
+        endpoint_id: int,
+        *,
+        runtime: bool,
+    ) -> int:
+        """Add to the kernel and remember; returns the id (the kernel's choice for id 0)."""
+        validate_endpoint_id(endpoint_id, allow_zero=True)
+        config = EndpointConfig(parse_address(address), port, interface, endpoint_id)
+        config = dataclasses.replace(config, flags=parse_flags(flags))
+        validate_endpoint(config.to_endpoint())
+        self._check()
+        async with self._lock:
+            if endpoint_id:
+                for other in self._store.desired().endpoints:
+                    if other.id == endpoint_id and other.key != config.key:
+                        raise AlreadyExists(
+                            f"MPTCP endpoint id {endpoint_id} is already configured "
+                            f"for {_key_text(other.key)}"
+                        )
+            new_id = await self._pm.add_endpoint(config.to_endpoint())
+            try:
+                if runtime:
+                    self._store.own(config.key)
+                    self._store.runtime = self._store.runtime.with_endpoint(config)
+                else:
+                    self._store.persist(self._store.persisted.with_endpoint(config))
+                    self._store.runtime = self._store.runtime.without_endpoint(config.key)
+            except NetpathdError:
+                with contextlib.suppress(NetpathdError):
+                    await self._pm.remove_endpoint(new_id)
+                raise
+            log.info(
+                "added MPTCP endpoint %s (id %d)%s",
+                config.address,
+                new_id,
+                " until restart" if runtime else "",
+                extra={"ENDPOINT_ID": new_id},
+            )
+            table = await self._pm.list_endpoints()
+            others = [e for e in table if e.id != new_id]
+            if warning := mixed_families_warning(config.to_endpoint(), others):
+                log.warning("%s", warning, extra={"ENDPOINT_ID": new_id})
+            self._notify({"Endpoints": table})
+        return new_id
+
+    async def remove_endpoint(self, endpoint_id: int) -> None:
+        validate_endpoint_id(endpoint_id, allow_zero=False)
+        self._check()
+        async with self._lock:
+            current = await self._endpoint_by_id(endpoint_id)
+            if current is None:
+                configured = next(
+                    (e for e in self._store.desired().endpoints if e.id == endpoint_id), None
+                )
+                if configured is None or self._store.admin.endpoint(configured.key) is not None:
+                    raise NotFound(f"no MPTCP endpoint with id {endpoint_id}")
+                # Configured but gone from the kernel (flushed behind our back): forget it.
+                self._store.forget(configured.key)
+                return
+            key = (current.address, current.port)
+            if self._store.admin.endpoint(key) is not None:
+                raise Failed(
+                    f"MPTCP endpoint {_key_text(key)} (id {endpoint_id}) is configured in "
+                    f"{self._store.admin_path}; remove it there and call Reload()"
+                )
+            await self._pm.remove_endpoint(endpoint_id)
+            try:
+                self._store.forget(key)
+            except NetpathdError:
+                with contextlib.suppress(NetpathdError):
+                    await self._pm.add_endpoint(current)
+                raise
+            log.info("removed MPTCP endpoint %s (id %d)", current.address, endpoint_id)
+            await self._notify_endpoints()
+
+    async def set_endpoint_flags(self, endpoint_id: int, flags: list[str]) -> None:
+        """Set backup/fullmesh to exactly ``flags``; kept in the layer the endpoint is in."""
+        validate_endpoint_id(endpoint_id, allow_zero=False)
+        wanted = parse_flags(flags)
+        validate_changeable(wanted)
+        self._check()
+        async with self._lock:
+            current = await self._endpoint_by_id(endpoint_id)
+            if current is None:
+                raise NotFound(f"no MPTCP endpoint with id {endpoint_id}")
+            updated = await self._pm.set_endpoint_flags(endpoint_id, wanted)
+            key = (current.address, current.port)
+            known = self._store.desired().endpoint(key)
+            if known is None:  # not ours yet: from now on netpathd restores it
+                config = dataclasses.replace(endpoint_config(updated), id=0)
+            else:
+                config = dataclasses.replace(known, flags=(known.flags - CHANGEABLE_FLAGS) | wanted)
+            try:
+                if self._store.runtime.endpoint(key) is not None:
+                    self._store.runtime = self._store.runtime.with_endpoint(config)
+                else:
+                    self._store.persist(self._store.persisted.with_endpoint(config))
+            except NetpathdError:
+                with contextlib.suppress(NetpathdError):
+                    await self._pm.set_endpoint_flags(endpoint_id, current.flags & CHANGEABLE_FLAGS)
+                raise
+            if updated.flags != current.flags:
+                await self._notify_endpoints()
+
+    async def flush_endpoints(self) -> None:
+        """Empty the kernel's table and forget persisted and runtime endpoints.
+
+        The administrator's endpoints stay configured: the next Reload() or
+        restart puts them back, as it repairs any other drift.
+        """
+        self._check()
+        async with self._lock:
+            had = await self._pm.list_endpoints()
+            await self._pm.flush_endpoints()
+            self._store.runtime = dataclasses.replace(self._store.runtime, endpoints=())
+            self._store.persist(dataclasses.replace(self._store.persisted, endpoints=()))
+            self._store.record_applied(dataclasses.replace(self._store.applied, endpoints=()))
+            log.info("flushed %d MPTCP endpoints", len(had))
+            if had:
+                await self._notify_endpoints()
+
+    # -- helpers ---------------------------------------------------------------------
+
+    async def _endpoint_by_id(self, endpoint_id: int) -> Endpoint | None:
+        return next((e for e in await self._pm.list_endpoints() if e.id == endpoint_id), None)
+
+    async def _notify_endpoints(self) -> None:
+        self._notify({"Endpoints": await self._pm.list_endpoints()})
+
+    def _notify(self, changed: Mapping[str, object]) -> None:
+        if changed:
+            for observer in self._observers:
+                observer(changed)

@@ -1,0 +1,476 @@
+"""org.netpathd1.Mptcp on a real bus, against the real kernel of a throw-away namespace.
+
+Each daemon runs under ``ip netns exec`` and owns org.netpathd1 on a private
+bus of its own; tests drive it through D-Bus only (dbus-fast and busctl) and
+use ``ip mptcp`` in the namespace as the independent witness.  Events and
+PropertiesChanged are awaited with timeouts, never slept for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dbus_fast import Message, MessageType, Variant
+from dbus_fast.aio import MessageBus
+
+from tests.integration.test_mptcp_kernel import CLIENT, SERVER, read_line, start, stop
+from tests.support.bus import PrivateBus, private_bus
+from tests.support.daemon import Daemon, running_daemon, start_daemon
+from tests.support.netns import Netns, netns, veth
+
+pytestmark = pytest.mark.integration
+
+MPTCP = "org.netpathd1.Mptcp"
+OBJECT = ("org.netpathd1", "/org/netpathd1", MPTCP)
+TIMEOUT = 20.0
+
+
+class CallError(Exception):
+    def __init__(self, name: str, text: str) -> None:
+        super().__init__(f"{name}: {text}")
+        self.name = name
+        self.text = text
+
+
+class Client:
+    """A dbus-fast connection to one daemon, with a queue of the signals it sent."""
+
+    def __init__(self, bus: MessageBus) -> None:
+        self.bus = bus
+        self.signals: asyncio.Queue[tuple[str, list[Any]]] = asyncio.Queue()
+
+    async def call(
+        self,
+        member: str,
+        signature: str = "",
+        body: list[Any] | None = None,
+        interface: str = MPTCP,
+    ) -> list[Any]:
+        reply = await asyncio.wait_for(
+            self.bus.call(
+                Message(
+                    destination="org.netpathd1",
+                    path="/org/netpathd1",
+                    interface=interface,
+                    member=member,
+                    signature=signature,
+                    body=body or [],
+                )
+            ),
+            TIMEOUT,
+        )
+        assert reply is not None
+        if reply.message_type is MessageType.ERROR:
+            raise CallError(reply.error_name or "", str(reply.body[0] if reply.body else ""))
+        return list(reply.body)
+
+    async def get(self, name: str) -> Any:
+        (value,) = await self.call("Get", "ss", [MPTCP, name], "org.freedesktop.DBus.Properties")
+        return value.value
+
+    async def set(self, name: str, value: Variant) -> None:
+        await self.call("Set", "ssv", [MPTCP, name, value], "org.freedesktop.DBus.Properties")
+
+    def drain(self) -> None:
+        """Forget the signals received so far: the next wait sees only what follows."""
+        while not self.signals.empty():
+            self.signals.get_nowait()
+
+    async def wait_signal(self, member: str) -> list[Any]:
+        while True:
+            got, body = await asyncio.wait_for(self.signals.get(), TIMEOUT)
+            if got == member:
+                return body
+
+    async def wait_changed(self, name: str) -> Any:
+        """The next PropertiesChanged of org.netpathd1.Mptcp that carries ``name``."""
+        while True:
+            interface, changed, _ = await self.wait_signal("PropertiesChanged")
+            if interface == MPTCP and name in changed:
+                value = changed[name].value
+                # structs arrive as tuples: lists compare more readably in asserts
+                return [list(item) for item in value] if name == "Endpoints" else value
+
+
+@asynccontextmanager
+async def connected(bus: PrivateBus) -> AsyncIterator[Client]:
+    message_bus = await MessageBus(bus_address=bus.address).connect()
+    client = Client(message_bus)
+
+    def on_message(message: Message) -> None:
+        if message.message_type is MessageType.SIGNAL:
+            client.signals.put_nowait((message.member or "", list(message.body)))
+
+    message_bus.add_message_handler(on_message)
+    await message_bus.call(
+        Message(
+            destination="org.freedesktop.DBus",
+            path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus",
+            member="AddMatch",
+            signature="s",
+            body=["type='signal',sender='org.netpathd1'"],
+        )
+    )
+    try:
+        yield client
+    finally:
+        message_bus.disconnect()
+
+
+def endpoints(ns: Netns) -> str:
+    return ns.ip("mptcp", "endpoint", "show").stdout
+
+
+def limits(ns: Netns) -> str:
+    return ns.ip("mptcp", "limits", "show").stdout.strip()
+
+
+def sysctl_enabled(ns: Netns) -> str:
+    return ns.exec("sysctl", "-n", "net.mptcp.enabled").stdout.strip()
+
+
+# -- the guide's scenario -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Host:
+    """One side of the guide's setup: its namespace and the bus its netpathd serves on."""
+
+    ns: Netns
+    bus: PrivateBus
+
+
+@contextmanager
+def two_paths_with_daemons(tmp_path: Path) -> Iterator[tuple[Host, Host]]:
+    """Server and client joined by 192.0.2.0/24 and 198.51.100.0/24, a netpathd in each."""
+    with (
+        netns("srv") as server,
+        netns("cli") as client,
+        private_bus() as server_bus,
+        private_bus() as client_bus,
+    ):
+        veth(server, "s1", client, "c1")
+        veth(server, "s2", client, "c2")
+        server.ip("address", "add", "192.0.2.1/24", "dev", "s1")
+        server.ip("address", "add", "198.51.100.1/24", "dev", "s2")
+        client.ip("address", "add", "192.0.2.2/24", "dev", "c1")
+        client.ip("address", "add", "198.51.100.2/24", "dev", "c2")
+        (tmp_path / "srv").mkdir()
+        (tmp_path / "cli").mkdir()
+        with (
+            running_daemon(server, server_bus, tmp_path / "srv"),
+            running_daemon(client, client_bus, tmp_path / "cli"),
+        ):
+            yield Host(server, server_bus), Host(client, client_bus)
+
+
+async def test_guide_scenario_through_dbus(tmp_path: Path) -> None:
+    with two_paths_with_daemons(tmp_path) as (server_host, client_host):
+        server, client = server_host.ns, client_host.ns
+        async with connected(server_host.bus) as srv, connected(client_host.bus) as cli:
+            for ns, bus in ((server, srv), (client, cli)):
+                await bus.set("Enabled", Variant("b", False))
+                assert await bus.wait_changed("Enabled") is False
+                assert sysctl_enabled(ns) == "0"
+                await bus.set("Enabled", Variant("b", True))
+                assert await bus.wait_changed("Enabled") is True
+                assert sysctl_enabled(ns) == "1"
+            await srv.call("SetLimits", "uu", [1, 0])
+            await cli.call("SetLimits", "uu", [1, 1])
+            assert await cli.wait_changed("Subflows") == 1
+            (new_id,) = await srv.call(
+                "AddEndpoint", "sassqu", ["198.51.100.1", ["signal"], "s2", 0, 0]
+            )
+            assert await srv.wait_changed("Endpoints") == [
+                [new_id, "198.51.100.1", 0, "s2", ["signal"]]
+            ]
+            assert endpoints(server) == f"198.51.100.1 id {new_id} signal dev s2 \n"
+            assert limits(server) == "add_addr_accepted 0 subflows 1"
+            assert limits(client) == "add_addr_accepted 1 subflows 1"
+            assert await cli.get("Subflows") == 1
+            assert await cli.get("AddAddrAccepted") == 1
+
+            listener = await start(server, sys.executable, "-c", SERVER)
+            connection = None
+            try:
+                assert await read_line(listener) == "listening"
+                connection = await start(client, sys.executable, "-c", CLIENT)
+                assert await read_line(connection) == "exchanged"
+                seen: dict[str, dict[str, Any]] = {}
+                while "sub_established" not in seen:
+                    kind, details = await cli.wait_signal("Event")
+                    seen.setdefault(kind, {k: v.value for k, v in details.items()})
+                assert {"created", "established", "announced"} <= seen.keys()
+                token = seen["created"]["token"]
+                assert seen["announced"]["daddr4"] == "198.51.100.1"
+                sub = seen["sub_established"]
+                assert (sub["token"], sub["saddr4"], sub["daddr4"]) == (
+                    token, "198.51.100.2", "198.51.100.1",
+                )  # fmt: skip
+                assert sub["backup"] is False
+
+                (connections,) = await cli.call("GetConnections")
+                (conn,) = connections
+                assert conn["token"].value == token
+                assert conn["remote_address"].value == "192.0.2.1"
+                assert conn["extra_subflows"].value == 1
+                assert conn["bytes_sent"].value >= 100000
+                paths = sorted(
+                    (s["local_address"].value, s["remote_address"].value)
+                    for s in conn["subflows"].value
+                )
+                assert paths == [("192.0.2.2", "192.0.2.1"), ("198.51.100.2", "198.51.100.1")]
+            finally:
+                for proc in (connection, listener):
+                    if proc is not None:
+                        await stop(proc)
+
+
+# -- persistence, drift and runtime-only changes ----------------------------------------------
+
+
+@pytest.fixture
+def eth_ns(ns: Netns) -> Iterator[Netns]:
+    """``ns`` with a veth end "eth1" holding 192.0.2.1/24."""
+    with netns() as peer:
+        veth(ns, "eth1", peer, "eth1")
+        ns.ip("address", "add", "192.0.2.1/24", "dev", "eth1")
+        yield ns
+
+
+async def test_restart_restores_without_duplicates(
+    eth_ns: Netns, bus: PrivateBus, tmp_path: Path
+) -> None:
+    ns = eth_ns
+    daemon = start_daemon(ns, bus, tmp_path)
+    try:
+        async with connected(bus) as client:
+            await client.call("SetLimits", "uu", [3, 2])
+            await client.call("AddEndpoint", "sassqu", ["192.0.2.1", ["subflow"], "eth1", 0, 0])
+            await client.call(
+                "AddEndpoint", "sassqu", ["198.51.100.9", ["signal", "backup"], "", 0, 7]
+            )
+            await client.set("Enabled", Variant("b", False))
+    finally:
+        daemon.stop()
+    expected = "192.0.2.1 id 1 subflow dev eth1 \n198.51.100.9 id 7 signal backup \n"
+    assert endpoints(ns) == expected
+    with running_daemon(ns, bus, tmp_path):  # the kernel still has it all: nothing doubles
+        assert endpoints(ns) == expected
+        assert limits(ns) == "add_addr_accepted 2 subflows 3"
+    ns.ip("mptcp", "endpoint", "flush")
+    ns.ip("mptcp", "limits", "set", "subflows", "0", "add_addr_accepted", "0")
+    ns.sysctl("net.mptcp.enabled", "1")
+    with running_daemon(ns, bus, tmp_path):  # a fresh kernel gets everything back
+        shown = sorted(endpoints(ns).splitlines())
+        assert shown[0].startswith("192.0.2.1 id ")
+        assert shown[0].endswith(" subflow dev eth1 ")
+        assert shown[1] == "198.51.100.9 id 7 signal backup "
+        assert limits(ns) == "add_addr_accepted 2 subflows 3"
+        assert sysctl_enabled(ns) == "0"
+
+
+async def test_flush_behind_our_back_shows_and_reload_repairs(
+    daemon: Daemon, ns: Netns, bus: PrivateBus
+) -> None:
+    async with connected(bus) as client:
+        await client.call("AddEndpoint", "sassqu", ["192.0.2.5", ["subflow", "fullmesh"], "", 0, 4])
+        await client.call("AddEndpoint", "sassqu", ["192.0.2.6", ["subflow"], "", 0, 0])
+        ns.ip("mptcp", "endpoint", "flush")
+        assert bus.busctl("get-property", *OBJECT, "Endpoints").strip() == "a(usqsas) 0"
+        ns.ip("mptcp", "endpoint", "add", "203.0.113.7", "id", "20", "signal")  # not ours
+        client.drain()
+        await client.call("Reload", interface="org.netpathd1.Manager")
+        changed = await client.wait_changed("Endpoints")
+        assert sorted(e[1] for e in changed) == ["192.0.2.5", "192.0.2.6", "203.0.113.7"]
+        assert "192.0.2.5 id 4 subflow fullmesh \n" in endpoints(ns)
+        assert "203.0.113.7 id 20 signal \n" in endpoints(ns)
+        ns.ip("mptcp", "endpoint", "change", "id", "4", "backup")  # drops fullmesh
+        await client.call("Reload", interface="org.netpathd1.Manager")
+        assert "192.0.2.5 id 4 subflow fullmesh \n" in endpoints(ns)
+
+
+async def test_runtime_changes_vanish_at_restart(
+    ns: Netns, bus: PrivateBus, tmp_path: Path
+) -> None:
+    with running_daemon(ns, bus, tmp_path):
+        async with connected(bus) as client:
+            await client.call("AddEndpoint", "sassqu", ["192.0.2.5", ["subflow"], "", 0, 0])
+            state = (tmp_path / "state" / "mptcp.conf").read_bytes()
+            await client.call("AddEndpointRuntime", "sassqu", ["192.0.2.6", ["signal"], "", 0, 9])
+            await client.call("SetLimitsRuntime", "uu", [5, 5])
+            await client.call("SetEnabledRuntime", "b", [False])
+            await client.call("SetEndpointFlags", "uas", [9, ["backup"]])
+            assert endpoints(ns) == "192.0.2.5 id 1 subflow \n192.0.2.6 id 9 signal backup \n"
+            assert limits(ns) == "add_addr_accepted 5 subflows 5"
+            assert sysctl_enabled(ns) == "0"
+            assert (tmp_path / "state" / "mptcp.conf").read_bytes() == state
+            await client.call("Reload", interface="org.netpathd1.Manager")  # survives reload
+            assert limits(ns) == "add_addr_accepted 5 subflows 5"
+            assert "192.0.2.6" in endpoints(ns)
+    with running_daemon(ns, bus, tmp_path):
+        assert endpoints(ns) == "192.0.2.5 id 1 subflow \n"
+        assert limits(ns) == "add_addr_accepted 0 subflows 2"
+        assert sysctl_enabled(ns) == "1"
+
+
+async def test_admin_file_applies_and_bad_reload_keeps_the_last_good(
+    ns: Netns, bus: PrivateBus, tmp_path: Path
+) -> None:
+    config = tmp_path / "config" / "mptcp.conf"
+    config.parent.mkdir()
+    config.write_text('[mptcp]\nsubflows = 4\n\n[endpoint "192.0.2.8"]\nflags = signal\nid = 8\n')
+    with running_daemon(ns, bus, tmp_path):
+        assert endpoints(ns) == "192.0.2.8 id 8 signal \n"
+        assert limits(ns) == "add_addr_accepted 0 subflows 4"
+        async with connected(bus) as client:
+            with pytest.raises(CallError) as refused:
+                await client.call("RemoveEndpoint", "u", [8])
+            assert refused.value.name == "org.netpathd1.Error.Failed"
+            assert str(config) in refused.value.text
+            config.write_text('[mptcp]\nsubflows = 4\n\n[endpoint "192.0.2.8"]\nflags = turbo\n')
+            with pytest.raises(CallError) as bad:
+                await client.call("Reload", interface="org.netpathd1.Manager")
+            assert bad.value.name == "org.netpathd1.Error.InvalidConfiguration"
+            assert f"{config}:5: unknown endpoint flag 'turbo'" in bad.value.text
+            ns.ip("mptcp", "endpoint", "flush")
+            config.write_text('[endpoint "192.0.2.9"]\nflags = subflow\n')
+            await client.call("Reload", interface="org.netpathd1.Manager")
+            # 192.0.2.8 left the file: netpathd added it, so netpathd takes it away
+            assert endpoints(ns) == "192.0.2.9 id 1 subflow \n"
+
+
+def test_bad_admin_file_at_start_is_logged_and_the_daemon_serves(
+    ns: Netns, bus: PrivateBus, tmp_path: Path
+) -> None:
+    config = tmp_path / "config" / "mptcp.conf"
+    config.parent.mkdir()
+    config.write_text("[mptcp]\nsubflows = 12\n")
+    with running_daemon(ns, bus, tmp_path) as daemon:
+        assert bus.busctl("get-property", *OBJECT, "Subflows").strip() == "u 2"
+        stderr = daemon.stop()
+    assert f"{config}:2: subflows must be between 0 and 8, got 12" in stderr
+
+
+# -- refusals ---------------------------------------------------------------------------------
+
+BAD_INPUTS = [
+    ("AddEndpoint", "sassqu", ["192.0.2.300", ["subflow"], "", 0, 0], "InvalidArgument",
+     "192.0.2.300"),
+    ("AddEndpoint", "sassqu", ["192.0.2.50", ["subflow"], "", 0, 256], "InvalidArgument", "256"),
+    ("AddEndpoint", "sassqu", ["192.0.2.50", ["turbo"], "", 0, 0], "InvalidArgument", "'turbo'"),
+    ("AddEndpoint", "sassqu", ["192.0.2.50", ["signal", "fullmesh"], "", 0, 0],
+     "InvalidArgument", "'signal' and 'fullmesh'"),
+    ("AddEndpoint", "sassqu", ["192.0.2.50", ["subflow"], "", 80, 0], "InvalidArgument",
+     "port 80"),
+    ("AddEndpoint", "sassqu", ["192.0.2.50", ["subflow"], "nosuch0", 0, 0], "NotFound",
+     "nosuch0"),
+    ("AddEndpoint", "sassqu", ["192.0.2.1", ["signal"], "", 0, 0], "AlreadyExists", "192.0.2.1"),
+    ("AddEndpoint", "sassqu", ["192.0.2.50", ["subflow"], "", 0, 1], "AlreadyExists", "id 1"),
+    ("AddEndpointRuntime", "sassqu", ["192.0.2.1", ["signal"], "", 0, 0], "AlreadyExists",
+     "192.0.2.1"),
+    ("SetLimits", "uu", [9, 0], "InvalidArgument", "subflows 9"),
+    ("SetLimits", "uu", [0, 9], "InvalidArgument", "add_addr_accepted 9"),
+    ("SetLimitsRuntime", "uu", [9, 9], "InvalidArgument", "subflows 9"),
+    ("RemoveEndpoint", "u", [99], "NotFound", "99"),
+    ("RemoveEndpoint", "u", [0], "InvalidArgument", "initial subflow"),
+    ("SetEndpointFlags", "uas", [99, ["backup"]], "NotFound", "99"),
+    ("SetEndpointFlags", "uas", [1, ["signal"]], "InvalidArgument", "signal"),
+    ("SetEndpointFlags", "uas", [1, ["turbo"]], "InvalidArgument", "'turbo'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=lambda case: f"{case[0]}-{case[4]}")
+async def test_bad_input_changes_neither_kernel_nor_files(
+    daemon: Daemon, ns: Netns, bus: PrivateBus, case: tuple[str, str, list[Any], str, str]
+) -> None:
+    member, signature, body, error, named = case
+    async with connected(bus) as client:
+        await client.call("AddEndpoint", "sassqu", ["192.0.2.1", ["subflow"], "", 0, 1])
+        files = {p.name: p.read_bytes() for p in daemon.state_dir.glob("mptcp*")}
+        before = (endpoints(ns), limits(ns))
+        with pytest.raises(CallError) as refused:
+            await client.call(member, signature, body)
+        assert refused.value.name == f"org.netpathd1.Error.{error}"
+        assert named in refused.value.text
+        assert (endpoints(ns), limits(ns)) == before
+        assert {p.name: p.read_bytes() for p in daemon.state_dir.glob("mptcp*")} == files
+
+
+async def test_a_failed_write_takes_the_kernel_change_back(
+    daemon: Daemon, ns: Netns, bus: PrivateBus
+) -> None:
+    (daemon.state_dir / "mptcp.conf").mkdir()  # rename() onto a directory fails
+    async with connected(bus) as client:
+        with pytest.raises(CallError) as refused:
+            await client.call("AddEndpoint", "sassqu", ["192.0.2.5", ["subflow"], "", 0, 0])
+        assert refused.value.name == "org.netpathd1.Error.Failed"
+        assert "mptcp.conf" in refused.value.text
+        assert endpoints(ns) == ""
+        with pytest.raises(CallError):
+            await client.call("SetLimits", "uu", [5, 5])
+        assert limits(ns) == "add_addr_accepted 0 subflows 2"
+        await client.call("AddEndpointRuntime", "sassqu", ["192.0.2.5", ["subflow"], "", 0, 0])
+        assert endpoints(ns) == "192.0.2.5 id 1 subflow \n"
+
+
+async def test_mixed_families_are_accepted_with_a_warning(
+    daemon: Daemon, ns: Netns, bus: PrivateBus
+) -> None:
+    async with connected(bus) as client:
+        await client.call("AddEndpoint", "sassqu", ["192.0.2.1", ["subflow"], "", 0, 0])
+        await client.call("AddEndpoint", "sassqu", ["2001:db8::1", ["subflow"], "", 0, 0])
+    assert "2001:db8::1 id 2 subflow" in endpoints(ns)
+    stderr = daemon.stop()
+    assert "WARNING: endpoint 2001:db8::1 is IPv6 but 192.0.2.1 is IPv4" in stderr
+
+
+# -- the bus surface ---------------------------------------------------------------------------
+
+
+async def test_properties_changed_for_every_property(daemon: Daemon, bus: PrivateBus) -> None:
+    async with connected(bus) as client:
+        await client.call("SetLimits", "uu", [4, 3])
+        assert await client.wait_changed("Subflows") == 4
+        await client.call("SetLimits", "uu", [4, 5])
+        assert await client.wait_changed("AddAddrAccepted") == 5
+        (new_id,) = await client.call("AddEndpoint", "sassqu", ["192.0.2.3", [], "", 0, 0])
+        assert await client.wait_changed("Endpoints") == [[new_id, "192.0.2.3", 0, "", []]]
+        await client.call("SetEndpointFlags", "uas", [new_id, ["backup"]])
+        assert await client.wait_changed("Endpoints") == [[new_id, "192.0.2.3", 0, "", ["backup"]]]
+        await client.call("RemoveEndpoint", "u", [new_id])
+        assert await client.wait_changed("Endpoints") == []
+        await client.call("AddEndpoint", "sassqu", ["192.0.2.4", [], "", 0, 0])
+        await client.wait_changed("Endpoints")
+        await client.call("FlushEndpoints")
+        assert await client.wait_changed("Endpoints") == []
+        await client.call("SetEnabledRuntime", "b", [False])
+        assert await client.wait_changed("Enabled") is False
+
+
+def test_busctl_reads_and_unprivileged_cannot_change(daemon: Daemon, bus: PrivateBus) -> None:
+    bus.busctl("call", *OBJECT, "AddEndpoint", "sassqu", "192.0.2.5", "2", "subflow", "backup",
+               "", "0", "3")  # fmt: skip
+    shown = bus.busctl("get-property", *OBJECT, "Endpoints", unprivileged=True)
+    assert shown.strip() == 'a(usqsas) 1 3 "192.0.2.5" 0 "" 2 "subflow" "backup"'
+    assert bus.busctl("get-property", *OBJECT, "Subflows", unprivileged=True).strip() == "u 2"
+    connections = bus.busctl("call", *OBJECT, "GetConnections", unprivileged=True)
+    assert connections.strip() == "aa{sv} 0"
+    for argv in (
+        ("call", *OBJECT, "AddEndpoint", "sassqu", "192.0.2.6", "0", "", "0", "0"),
+        ("call", *OBJECT, "RemoveEndpoint", "u", "3"),
+        ("call", *OBJECT, "FlushEndpoints"),
+        ("set-property", *OBJECT, "Enabled", "b", "false"),
+    ):
+        refused = bus.busctl_result(*argv, unprivileged=True)
+        assert refused.returncode != 0
+        assert "Access denied" in refused.stderr
+    assert "192.0.2.5" in bus.busctl("get-property", *OBJECT, "Endpoints")
