@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.bus import PrivateBus
-from tests.support.daemon import Daemon, daemon_argv, daemon_env
+from tests.support.daemon import Daemon, daemon_argv, daemon_env, running_daemon
 from tests.support.dbus_client import bus_client
 from tests.support.netns import Netns
 
@@ -123,3 +123,19 @@ def test_dbus_activation_starts_the_daemon(bus: PrivateBus, ns: Netns, tmp_path:
     while "org.netpathd1" in bus.busctl("list", "--no-pager", "--acquired"):
         assert time.monotonic() < deadline, "activated daemon did not stop"
         time.sleep(0.05)
+
+
+def test_watchdog_is_pinged_when_systemd_asks(bus: PrivateBus, ns: Netns, tmp_path: Path) -> None:
+    with running_daemon(ns, bus, tmp_path, env={"WATCHDOG_USEC": "200000"}) as daemon:
+        daemon.messages.clear()
+        daemon.wait_notify("WATCHDOG=1", timeout=2)
+        daemon.messages.clear()
+        daemon.wait_notify("WATCHDOG=1", timeout=2)  # and again: it is periodic
+
+
+def test_no_watchdog_pings_for_another_process(bus: PrivateBus, ns: Netns, tmp_path: Path) -> None:
+    env = {"WATCHDOG_USEC": "100000", "WATCHDOG_PID": "1"}
+    with running_daemon(ns, bus, tmp_path, env=env) as daemon:
+        daemon.signal(signal.SIGTERM)
+        daemon.wait_notify("STOPPING=1", timeout=5)
+        assert not any("WATCHDOG=1" in message for message in daemon.messages)

@@ -94,15 +94,16 @@ class Daemon:
         return stderr
 
 
-def start_daemon(ns: Netns, bus: PrivateBus, workdir: Path, *extra: str) -> Daemon:
+def start_daemon(
+    ns: Netns, bus: PrivateBus, workdir: Path, *extra: str, env: dict[str, str] | None = None
+) -> Daemon:
     """Start netpathd and wait for READY=1 (raises with its stderr if it never comes)."""
     for sub in ("config", "state"):
         (workdir / sub).mkdir(exist_ok=True)
     notify_path = tempfile.mktemp(prefix="netpathd-notify-", dir=workdir)  # noqa: S306
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(notify_path)
-    env = daemon_env()
-    env["NOTIFY_SOCKET"] = notify_path
+    env = {**daemon_env(), **(env or {}), "NOTIFY_SOCKET": notify_path}
     process = subprocess.Popen(
         daemon_argv(ns, bus.address, workdir, *extra),
         env=env,
@@ -117,8 +118,10 @@ def start_daemon(ns: Netns, bus: PrivateBus, workdir: Path, *extra: str) -> Daem
 
 
 @contextmanager
-def running_daemon(ns: Netns, bus: PrivateBus, workdir: Path, *extra: str) -> Iterator[Daemon]:
-    daemon = start_daemon(ns, bus, workdir, *extra)
+def running_daemon(
+    ns: Netns, bus: PrivateBus, workdir: Path, *extra: str, env: dict[str, str] | None = None
+) -> Iterator[Daemon]:
+    daemon = start_daemon(ns, bus, workdir, *extra, env=env)
     try:
         yield daemon
     finally:
