@@ -9,6 +9,7 @@ PropertiesChanged are awaited with timeouts, never slept for.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -17,112 +18,54 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dbus_fast import Message, MessageType, Variant
-from dbus_fast.aio import MessageBus
+from dbus_fast import Variant
 
 from tests.integration.test_mptcp_kernel import CLIENT, SERVER, read_line, start, stop
 from tests.support.bus import PrivateBus, private_bus
 from tests.support.daemon import Daemon, running_daemon, start_daemon
+from tests.support.dbus_client import BusClient, CallError, bus_client
 from tests.support.netns import Netns, netns, veth
 
 pytestmark = pytest.mark.integration
 
 MPTCP = "org.netpathd1.Mptcp"
 OBJECT = ("org.netpathd1", "/org/netpathd1", MPTCP)
-TIMEOUT = 20.0
-
-
-class CallError(Exception):
-    def __init__(self, name: str, text: str) -> None:
-        super().__init__(f"{name}: {text}")
-        self.name = name
-        self.text = text
 
 
 class Client:
-    """A dbus-fast connection to one daemon, with a queue of the signals it sent."""
+    """org.netpathd1.Mptcp of one daemon, through the shared test client."""
 
-    def __init__(self, bus: MessageBus) -> None:
-        self.bus = bus
-        self.signals: asyncio.Queue[tuple[str, list[Any]]] = asyncio.Queue()
+    def __init__(self, client: BusClient) -> None:
+        self.client = client
 
     async def call(
-        self,
-        member: str,
-        signature: str = "",
-        body: list[Any] | None = None,
-        interface: str = MPTCP,
+        self, member: str, signature: str = "", body: list[Any] | None = None
     ) -> list[Any]:
-        reply = await asyncio.wait_for(
-            self.bus.call(
-                Message(
-                    destination="org.netpathd1",
-                    path="/org/netpathd1",
-                    interface=interface,
-                    member=member,
-                    signature=signature,
-                    body=body or [],
-                )
-            ),
-            TIMEOUT,
-        )
-        assert reply is not None
-        if reply.message_type is MessageType.ERROR:
-            raise CallError(reply.error_name or "", str(reply.body[0] if reply.body else ""))
-        return list(reply.body)
+        return await self.client.call(MPTCP, member, signature, body)
 
     async def get(self, name: str) -> Any:
-        (value,) = await self.call("Get", "ss", [MPTCP, name], "org.freedesktop.DBus.Properties")
-        return value.value
+        return await self.client.get(MPTCP, name)
 
     async def set(self, name: str, value: Variant) -> None:
-        await self.call("Set", "ssv", [MPTCP, name, value], "org.freedesktop.DBus.Properties")
+        await self.client.set(MPTCP, name, value)
 
     def drain(self) -> None:
-        """Forget the signals received so far: the next wait sees only what follows."""
-        while not self.signals.empty():
-            self.signals.get_nowait()
+        self.client.drain()
 
     async def wait_signal(self, member: str) -> list[Any]:
-        while True:
-            got, body = await asyncio.wait_for(self.signals.get(), TIMEOUT)
-            if got == member:
-                return body
+        return await self.client.next_signal(member)
 
     async def wait_changed(self, name: str) -> Any:
         """The next PropertiesChanged of org.netpathd1.Mptcp that carries ``name``."""
-        while True:
-            interface, changed, _ = await self.wait_signal("PropertiesChanged")
-            if interface == MPTCP and name in changed:
-                value = changed[name].value
-                # structs arrive as tuples: lists compare more readably in asserts
-                return [list(item) for item in value] if name == "Endpoints" else value
+        value = await self.client.next_change(MPTCP, name)
+        # structs arrive as tuples: lists compare more readably in asserts
+        return [list(item) for item in value] if name == "Endpoints" else value
 
 
 @asynccontextmanager
 async def connected(bus: PrivateBus) -> AsyncIterator[Client]:
-    message_bus = await MessageBus(bus_address=bus.address).connect()
-    client = Client(message_bus)
-
-    def on_message(message: Message) -> None:
-        if message.message_type is MessageType.SIGNAL:
-            client.signals.put_nowait((message.member or "", list(message.body)))
-
-    message_bus.add_message_handler(on_message)
-    await message_bus.call(
-        Message(
-            destination="org.freedesktop.DBus",
-            path="/org/freedesktop/DBus",
-            interface="org.freedesktop.DBus",
-            member="AddMatch",
-            signature="s",
-            body=["type='signal',sender='org.netpathd1'"],
-        )
-    )
-    try:
-        yield client
-    finally:
-        message_bus.disconnect()
+    async with bus_client(bus.address) as client:
+        yield Client(client)
 
 
 def endpoints(ns: Netns) -> str:
@@ -135,6 +78,57 @@ def limits(ns: Netns) -> str:
 
 def sysctl_enabled(ns: Netns) -> str:
     return ns.exec("sysctl", "-n", "net.mptcp.enabled").stdout.strip()
+
+
+IP_MONITOR_KINDS = {
+    "CREATED": "created",
+    "ESTABLISHED": "established",
+    "ANNOUNCED": "announced",
+    "SF_ESTABLISHED": "sub_established",
+}
+PROBE_LISTENER = (
+    "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262); "
+    "s.bind(('127.0.0.1', 0)); s.listen()"
+)
+
+
+async def subscribed_monitor(ns: Netns) -> asyncio.subprocess.Process:
+    """`ip mptcp monitor`, known to be subscribed: it has printed a listener event."""
+    monitor = await start(ns, "ip", "mptcp", "monitor")
+    assert monitor.stdout is not None
+    for _ in range(50):  # each probe listener makes LISTENER_CREATED/_CLOSED events
+        ns.exec(sys.executable, "-c", PROBE_LISTENER)
+        try:
+            await asyncio.wait_for(monitor.stdout.readline(), 0.2)
+        except TimeoutError:
+            continue
+        return monitor
+    await stop(monitor)
+    raise AssertionError("ip mptcp monitor printed no event")
+
+
+async def monitor_events(
+    monitor: asyncio.subprocess.Process, until: str
+) -> dict[str, dict[str, str]]:
+    """The first event of each kind `ip mptcp monitor` printed, as key=value fields."""
+    events: dict[str, dict[str, str]] = {}
+    while until not in events:
+        line = await read_line(monitor)  # "[       CREATED] token=... saddr4=..."
+        kind, _, fields = line.removeprefix("[").partition("]")
+        pairs = (field.partition("=") for field in fields.split())
+        events.setdefault(kind.strip(), {key: value for key, _, value in pairs})
+    return events
+
+
+def ss_subflows(ns: Netns, port: int) -> list[tuple[str, str]]:
+    """(local, remote) addresses of the TCP subflows `ss -nti` marks tcp-ulp-mptcp."""
+    lines = ns.exec("ss", "-nti", f"( dport = :{port} )").stdout.splitlines()
+    paths = []
+    for socket_line, info_line in itertools.pairwise(lines):
+        fields = socket_line.split()
+        if "tcp-ulp-mptcp" in info_line and fields and fields[0] == "ESTAB":
+            paths.append((fields[3].rpartition(":")[0], fields[4].rpartition(":")[0]))
+    return sorted(paths)
 
 
 # -- the guide's scenario -------------------------------------------------------------
@@ -198,6 +192,7 @@ async def test_guide_scenario_through_dbus(tmp_path: Path) -> None:
             assert await cli.get("Subflows") == 1
             assert await cli.get("AddAddrAccepted") == 1
 
+            monitor = await subscribed_monitor(client)
             listener = await start(server, sys.executable, "-c", SERVER)
             connection = None
             try:
@@ -228,8 +223,16 @@ async def test_guide_scenario_through_dbus(tmp_path: Path) -> None:
                     for s in conn["subflows"].value
                 )
                 assert paths == [("192.0.2.2", "192.0.2.1"), ("198.51.100.2", "198.51.100.1")]
+
+                # The guide's witnesses agree: ss sees the same subflows, ip mptcp monitor the
+                # same events of the same connection.
+                assert ss_subflows(client, 4321) == paths
+                witnessed = await monitor_events(monitor, until="SF_ESTABLISHED")
+                for ip_kind, kind in IP_MONITOR_KINDS.items():
+                    assert witnessed[ip_kind]["token"] == f"{seen[kind]['token']:08x}", ip_kind
+                assert witnessed["SF_ESTABLISHED"]["daddr4"] == "198.51.100.1"
             finally:
-                for proc in (connection, listener):
+                for proc in (connection, listener, monitor):
                     if proc is not None:
                         await stop(proc)
 
@@ -288,13 +291,13 @@ async def test_flush_behind_our_back_shows_and_reload_repairs(
         assert bus.busctl("get-property", *OBJECT, "Endpoints").strip() == "a(usqsas) 0"
         ns.ip("mptcp", "endpoint", "add", "203.0.113.7", "id", "20", "signal")  # not ours
         client.drain()
-        await client.call("Reload", interface="org.netpathd1.Manager")
+        await client.client.call("org.netpathd1.Manager", "Reload")
         changed = await client.wait_changed("Endpoints")
         assert sorted(e[1] for e in changed) == ["192.0.2.5", "192.0.2.6", "203.0.113.7"]
         assert "192.0.2.5 id 4 subflow fullmesh \n" in endpoints(ns)
         assert "203.0.113.7 id 20 signal \n" in endpoints(ns)
         ns.ip("mptcp", "endpoint", "change", "id", "4", "backup")  # drops fullmesh
-        await client.call("Reload", interface="org.netpathd1.Manager")
+        await client.client.call("org.netpathd1.Manager", "Reload")
         assert "192.0.2.5 id 4 subflow fullmesh \n" in endpoints(ns)
 
 
@@ -313,7 +316,7 @@ async def test_runtime_changes_vanish_at_restart(
             assert limits(ns) == "add_addr_accepted 5 subflows 5"
             assert sysctl_enabled(ns) == "0"
             assert (tmp_path / "state" / "mptcp.conf").read_bytes() == state
-            await client.call("Reload", interface="org.netpathd1.Manager")  # survives reload
+            await client.client.call("org.netpathd1.Manager", "Reload")  # survives reload
             assert limits(ns) == "add_addr_accepted 5 subflows 5"
             assert "192.0.2.6" in endpoints(ns)
     with running_daemon(ns, bus, tmp_path):
@@ -338,12 +341,12 @@ async def test_admin_file_applies_and_bad_reload_keeps_the_last_good(
             assert str(config) in refused.value.text
             config.write_text('[mptcp]\nsubflows = 4\n\n[endpoint "192.0.2.8"]\nflags = turbo\n')
             with pytest.raises(CallError) as bad:
-                await client.call("Reload", interface="org.netpathd1.Manager")
+                await client.client.call("org.netpathd1.Manager", "Reload")
             assert bad.value.name == "org.netpathd1.Error.InvalidConfiguration"
             assert f"{config}:5: unknown endpoint flag 'turbo'" in bad.value.text
             ns.ip("mptcp", "endpoint", "flush")
             config.write_text('[endpoint "192.0.2.9"]\nflags = subflow\n')
-            await client.call("Reload", interface="org.netpathd1.Manager")
+            await client.client.call("org.netpathd1.Manager", "Reload")
             # 192.0.2.8 left the file: netpathd added it, so netpathd takes it away
             assert endpoints(ns) == "192.0.2.9 id 1 subflow \n"
 

@@ -67,6 +67,28 @@ class BusClient:
     async def set(self, interface: str, name: str, value: Variant) -> None:
         await self.call("org.freedesktop.DBus.Properties", "Set", "ssv", [interface, name, value])
 
+    async def next_change(self, interface: str, name: str) -> Any:
+        """The value carried by the next PropertiesChanged of ``name``."""
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                changed_interface, values = await self.changes.get()
+                if changed_interface == interface and name in values:
+                    return values[name]
+
+    async def next_signal(self, member: str) -> list[Any]:
+        """The body of the next signal called ``member`` (other than PropertiesChanged)."""
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                got, body = await self.signals.get()
+                if got == member:
+                    return body
+
+    def drain(self) -> None:
+        """Forget what arrived so far: the next wait sees only what follows."""
+        for queue in (self.changes, self.signals):
+            while not queue.empty():
+                queue.get_nowait()
+
     async def wait_change(self, interface: str, name: str, wanted: Any) -> None:
         """Wait until a PropertiesChanged of ``name`` carries ``wanted``."""
         async with asyncio.timeout(TIMEOUT):
