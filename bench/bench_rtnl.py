@@ -30,19 +30,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "daemon")]
 from pyroute2 import IPRoute  # noqa: E402
 from tests.support.netns import Netns, netns  # noqa: E402
 
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
-
-
-def memory_kib(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise KeyError(key)
+from common import cpu_seconds, memory_kib  # noqa: E402
 
 
 def child() -> None:
