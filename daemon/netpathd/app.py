@@ -145,6 +145,7 @@ class Daemon:
         if (interval := service_manager.watchdog_interval()) is not None:
             self._spawn(service_manager.run_watchdog(interval))
         self._spawn(self.mptcp.run_events())
+        self._spawn(self.mptcp.run_network())
         disconnected = loop.create_task(bus.wait_for_disconnect())  # type: ignore[no-untyped-call]
         stopped = loop.create_task(self._stop.wait())
         await asyncio.wait({disconnected, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -186,10 +187,12 @@ class Daemon:
         self.dns.load()
 
     def _on_network_change(self, state: NetState) -> None:
+        """One coalesced snapshot feeds both halves; MPTCP acts on it in its own task."""
         try:
             self.dns.update_network(state)
         except NetpathdError as error:
             log.error("DNS update failed: %s", error.message)
+        self.mptcp.network_changed(state)
 
 
 def main(argv: list[str] | None = None) -> int:

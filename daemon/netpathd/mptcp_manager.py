@@ -6,7 +6,8 @@ change, in ``--state-dir/mptcp.conf``) and the administrator's
 (``--config-dir/mptcp.conf``, never written by netpathd).  The kernel is the
 truth for what *is*: it does not announce endpoint or limit changes made by
 others (measured on 6.18), so every read goes to the kernel and drift is only
-repaired when asked (start, ``Reload()``).
+repaired when asked (start, ``Reload()``).  Network changes drive the
+automatic endpoints of the ``[auto]`` policy (``netpathd.mptcp_reconcile``).
 
 Every change runs in one order: validate (precise message) → apply to the
 kernel → persist (undoing the kernel change if the write fails) → tell
@@ -42,18 +43,12 @@ from netpathd.model.mptcp import (
     validate_endpoint_id,
     validate_limits,
 )
-from netpathd.model.mptcp_config import (
-    EndpointConfig,
-    EndpointKey,
-    endpoint_config,
-    first_mixed_families_warning,
-    plan_endpoints,
-    scalar_targets,
-    spend_restore,
-)
+from netpathd.model.mptcp_config import EndpointConfig, EndpointKey, endpoint_config
+from netpathd.mptcp_reconcile import MptcpReconciler
 
 if TYPE_CHECKING:
     from netpathd.kernel.mptcp_diag import MptcpConnection
+    from netpathd.model.links import NetState
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +67,8 @@ class MptcpManager:
         self._pm = MptcpPm()
         self._unavailable: NetpathdError | None = Failed("MPTCP manager is not started")
         self._events: MptcpEvents | None = None
+        self._reconciler = MptcpReconciler(self._store, self._pm)
+        self._wake = asyncio.Event()  # set: run_network() has a round to run
         self._lock = asyncio.Lock()
         self._observers: list[Observer] = []
         self._event_observers: list[EventObserver] = []
@@ -162,71 +159,41 @@ class MptcpManager:
         """Make the kernel hold the desired configuration; failures are logged, not raised."""
         self._check()
         async with self._lock:
-            before = await self._snapshot()
-            await self._apply_scalars()
-            await self._apply_endpoints()
-            after = await self._snapshot()
-        self._notify({name: value for name, value in after.items() if before[name] != value})
+            self._wake.clear()  # this round sees the latest network state too
+            before = await self._reconciler.snapshot()
+            await self._reconciler.full()
+            after = await self._reconciler.snapshot()
+        self._emit({name: value for name, value in after.items() if before[name] != value})
 
-    async def _apply_scalars(self) -> None:
-        current = await self._pm.get_limits()
-        enabled, limits = scalar_targets(self._store.desired(), self._store.applied, current)
-        if enabled is not None:
-            try:
-                sysctl.set_mptcp_enabled(enabled)
-            except NetpathdError as error:
-                log.error("cannot set net.mptcp.enabled: %s", error.message)
-        if limits != current:
-            try:
-                await self._pm.set_limits(limits)
-            except NetpathdError as error:
-                log.error("cannot set MPTCP limits: %s", error.message)
-        self._store.record_applied(spend_restore(self._store.applied, self._store.runtime))
+    # -- the network: automatic endpoints, interfaces that appear ------------------------
 
-    async def _apply_endpoints(self) -> None:
-        desired = self._store.desired().endpoints
-        actual = await self._pm.list_endpoints()
-        plan = plan_endpoints(desired, actual, (e.key for e in self._store.applied.endpoints))
-        for endpoint in plan.remove:
-            try:
-                await self._pm.remove_endpoint(endpoint.id)
-                log.info("removed MPTCP endpoint %s (id %d)", endpoint.address, endpoint.id)
-            except NetpathdError as error:
-                log.error("cannot remove MPTCP endpoint %d: %s", endpoint.id, error.message)
-        for endpoint_id, flags in plan.change_flags:
-            try:
-                await self._pm.set_endpoint_flags(endpoint_id, flags)
-            except NetpathdError as error:
-                log.error("cannot restore flags of endpoint %d: %s", endpoint_id, error.message)
-        for config in plan.add:
-            try:
-                new_id = await self._pm.add_endpoint(config.to_endpoint())
-                log.info(
-                    "added MPTCP endpoint %s (id %d) from the configuration",
-                    config.address,
-                    new_id,
-                    extra={"ENDPOINT_ID": new_id},
-                )
-            except NetpathdError as error:
-                log.error("cannot add MPTCP endpoint %s: %s", config.address, error.message)
-        if warning := first_mixed_families_warning(desired):
-            log.warning("%s", warning)
-        self._store.own_only(e.key for e in desired if self._store.persisted.endpoint(e.key) != e)
+    def network_changed(self, state: NetState) -> None:
+        """Take the rtnetlink watcher's coalesced snapshot; ``run_network()`` acts on it.
 
-    async def _snapshot(self) -> dict[str, object]:
-        limits = await self._pm.get_limits()
-        return {
-            "Enabled": self._enabled_or_none(),
-            "Subflows": limits.subflows,
-            "AddAddrAccepted": limits.add_addr_accepted,
-            "Endpoints": await self._pm.list_endpoints(),
-        }
+        Only the latest state is kept and one flag set, so a burst while a round
+        runs costs exactly one more round, with the newest state, and no queue.
+        """
+        self._reconciler.state = state
+        if self._reconciler.wants_network(state):
+            self._wake.set()
 
-    def _enabled_or_none(self) -> bool | None:
-        try:
-            return self.enabled()
-        except NetpathdError:
-            return None
+    async def run_network(self) -> None:
+        """Run a round for every wake-up until cancelled; a failed round never stops it."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._unavailable is not None:
+                continue
+            try:
+                async with self._lock:
+                    changed = await self._reconciler.network()
+            except NetpathdError as error:
+                log.error("MPTCP round after a network change failed: %s", error.message)
+                continue
+            except Exception:  # e.g. a netlink timeout: log, keep serving the next change
+                log.exception("MPTCP round after a network change failed")
+                continue
+            self._emit(changed)
 
     # -- changes over D-Bus ------------------------------------------------------------
 
@@ -414,6 +381,16 @@ class MptcpManager:
         self._notify({"Endpoints": await self._pm.list_endpoints()})
 
     def _notify(self, changed: Mapping[str, object]) -> None:
+        """After a D-Bus change: tell observers, and replan the automatic endpoints.
+
+        ``Enabled``, the limits and the endpoint table are all inputs of the
+        automatic plan (a removed endpoint may free an address or a slot).
+        """
+        if changed and self._store.admin.auto is not None:
+            self._wake.set()
+        self._emit(changed)
+
+    def _emit(self, changed: Mapping[str, object]) -> None:
         if changed:
             for observer in self._observers:
                 observer(changed)

@@ -28,11 +28,27 @@ ip = ipaddress.ip_address
 
 
 def parse(text: str) -> AutoPolicy:
-    return parse_auto_policy(parse_keyfile(text, PATH), PATH)
+    policy = parse_auto_policy(parse_keyfile(text, PATH), PATH)
+    assert policy is not None
+    return policy
 
 
-def test_without_sections_the_policy_is_networkmanagers_default() -> None:
-    policy = parse('[endpoint "198.51.100.1"]\nflags = signal\n')  # not ours: ignored
+def test_without_auto_sections_automatic_endpoints_are_off() -> None:
+    # netpathd's difference from NetworkManager: [auto] is an explicit opt-in.
+    text = '[endpoint "198.51.100.1"]\nflags = signal\n'  # not ours: ignored
+    assert parse_auto_policy(parse_keyfile(text, PATH), PATH) is None
+
+
+def test_a_narrower_section_without_auto_is_refused_not_guessed() -> None:
+    text = '[endpoint "198.51.100.1"]\n\n[auto "eth1"]\nflags = backup\n[auto "eth2"]\n'
+    with pytest.raises(ConfigError) as error:
+        parse_auto_policy(parse_keyfile(text, PATH), PATH)
+    assert error.value.line == 3
+    assert "off without an [auto] section" in error.value.message
+
+
+def test_an_empty_auto_section_is_networkmanagers_default() -> None:
+    policy = parse("[auto]\n")
     assert policy == AutoPolicy()
     rule = policy.rule_for("eth0", ip("198.51.100.1"))
     assert rule.flags == {SUBFLOW}
@@ -85,6 +101,7 @@ flags = signal
 def test_the_longest_prefix_wins_whatever_the_file_order() -> None:
     policy = parse(
         '[auto "198.51.100.7"]\nflags = disabled\n[auto "198.51.100.0/24"]\nflags = signal\n'
+        "[auto]\n"
     )
     assert not policy.rule_for("eth0", ip("198.51.100.7")).enabled
     assert policy.rule_for("eth0", ip("198.51.100.8")).flags == {SIGNAL}
@@ -96,6 +113,7 @@ def test_an_exact_name_beats_globs_and_the_first_glob_wins() -> None:
         '[auto "e*"]\nflags = signal\n'
         '[auto "eth*"]\nflags = backup\n'
         '[auto "eth1"]\nflags = subflow, fullmesh\n'
+        "[auto]\n"
     )
     assert policy.rule_for("eth1", ip("203.0.113.1")).flags == {SUBFLOW, FULLMESH}
     assert policy.rule_for("eth0", ip("203.0.113.1")).flags == {SIGNAL}

@@ -9,7 +9,9 @@
   administrator's), and the kernel's values before a runtime-only change.  The
   kernel keeps endpoints and limits when the daemon exits, so without this
   record a restart could neither remove a runtime-only endpoint nor restore a
-  limit, and could not tell its own endpoints from NetworkManager's.
+  limit, and could not tell its own endpoints from NetworkManager's.  The
+  automatic endpoints it added and the links where it loosened ``rp_filter``
+  are kept there too, for the same reasons.
 
 All three files share one format (``netpathd.model.mptcp_config``).  Every
 write goes through ``write_atomic`` first and is adopted in memory only once it
@@ -47,7 +49,7 @@ Managed by netpathd: endpoints it put into the kernel, and the settings the kern
 had before a runtime-only change, so that a restart can take those changes back."""
 
 
-def read_config(path: Path) -> MptcpConfig:
+def read_config(path: Path, *, record: bool = False) -> MptcpConfig:
     """The configuration in ``path``; empty when there is no file; ConfigError when bad."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -55,7 +57,7 @@ def read_config(path: Path) -> MptcpConfig:
         return MptcpConfig()
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(str(path), 0, f"cannot read: {error}") from error
-    return parse_config(text, str(path))
+    return parse_config(text, str(path), record=record)
 
 
 class MptcpStore:
@@ -76,7 +78,7 @@ class MptcpStore:
             (self.applied_path, "applied"),
         ):
             try:
-                setattr(self, attribute, read_config(path))
+                setattr(self, attribute, read_config(path, record=attribute == "applied"))
             except ConfigError as error:
                 log.error("MPTCP configuration not loaded: %s", error.message)
 
@@ -113,6 +115,12 @@ class MptcpStore:
         not, their file says they are netpathd's, and writing less is faster)."""
         owned = tuple(EndpointConfig(address, port) for address, port in keys)
         self.record_applied(dataclasses.replace(self.applied, endpoints=owned))
+
+    def own_automatic(self, owned: frozenset[EndpointKey], loosened: frozenset[str]) -> None:
+        """What the automatic endpoints leave in the kernel (skipped when unchanged)."""
+        self.record_applied(
+            dataclasses.replace(self.applied, auto_owned=owned, rp_loosened=loosened)
+        )
 
     def capture(self, name: str, value: int | bool) -> None:
         """Remember the kernel's value before the first runtime-only change of a setting."""

@@ -34,11 +34,12 @@ NetworkManager's rules, and where they are (1.42-1.56 source):
   and goes back to 1 later only if it still reads 2 (``_rp_filter_update()`` in
   src/core/nm-l3cfg.c).
 
-Where netpathd differs, each explained where it happens: rules per interface
-glob and per prefix; the conditions are evaluated on every plan (NetworkManager
-caches the sysctl at activation); an endpoint someone else holds is left alone
-and its address skipped; the cap counts everyone's endpoints; implicit endpoints
-are taken over; backup/fullmesh change in place; limits may follow; rp_filter is
+Where netpathd differs, each explained where it happens: off unless mptcp.conf
+has ``[auto]`` (``parse_auto_policy``); rules per interface glob and per prefix;
+the conditions are evaluated on every plan (NetworkManager caches the sysctl at
+activation); an endpoint someone else holds is left alone and its address
+skipped; the cap counts everyone's endpoints; implicit endpoints are taken
+over; backup/fullmesh change in place; limits may follow; rp_filter is
 loosened only where an IPv4 endpoint is.
 """
 

@@ -180,8 +180,16 @@ def _pick(values: list[_V | None]) -> tuple[int, _V]:
 _KEYS = ("flags", "also-without-default-route", "also-without-sysctl", "limits")
 
 
-def parse_auto_policy(sections: Iterable[Section], path: str) -> AutoPolicy:
+def parse_auto_policy(sections: Iterable[Section], path: str) -> AutoPolicy | None:
     """Build the policy from the ``[auto]`` / ``[auto "IFNAME|GLOB|PREFIX"]`` sections.
+
+    ``None`` (automatic endpoints off) when there is no ``[auto]`` section.
+    NetworkManager's default is on, but it owns every device it adds endpoints
+    for; netpathd also serves hosts where NetworkManager (or mptcpd) manages
+    the same table, and an admin who installs netpathd for its explicit
+    endpoints must not find a second owner adding them.  So ``[auto]`` is the
+    explicit opt-in, and a narrower section without it is refused rather than
+    guessed at (does ``[auto "eth1"]`` alone mean "only eth1" or "eth1 too"?).
 
     Other sections are ignored: they belong to the parser that handed these over.
     Every mistake is a :class:`ConfigError` naming ``path:line``.
@@ -222,8 +230,18 @@ def parse_auto_policy(sections: Iterable[Section], path: str) -> AutoPolicy:
                     path, section.line, f'[auto "{pattern}"] repeats line {interfaces[pattern][1]}'
                 )
             interfaces[pattern] = (_parse_rule(section, path), section.line)
+    if default is None:
+        lines = [line for _, line in (*interfaces.values(), *prefixes.values())]
+        if not lines:
+            return None
+        raise ConfigError(
+            path,
+            min(lines),
+            "automatic endpoints are off without an [auto] section: add [auto] "
+            "(with flags = disabled to have them only where a narrower section says so)",
+        )
     return AutoPolicy(
-        default=default or AutoRule(),
+        default=default,
         interfaces=tuple((name, rule) for name, (rule, _) in interfaces.items()),
         prefixes=tuple((net, rule) for net, (rule, _) in prefixes.items()),
         limits=limits,

@@ -24,7 +24,14 @@ netpathd persisted into ``/etc`` unchanged (comments only on lines of their own)
   so that a restart can take runtime-only changes back.  Endpoints live in the
   namespace, not in the daemon, so without this record a runtime-only endpoint
   would outlive the restart that is supposed to drop it (NetworkManager keeps
-  tombstones for the same reason: it removes only what it added).
+  tombstones for the same reason: it removes only what it added).  Its
+  ``[automatic]`` section lists the automatic endpoints netpathd added and the
+  links where it loosened ``rp_filter``, for the same reason.
+
+Only the administrator's file may hold the ``[auto ...]`` sections of the
+automatic-endpoint policy (``netpathd.model.mptcp_auto_config``): the policy is
+the admin's decision, so D-Bus callers never change it and netpathd never
+writes it.
 
 Endpoints are identified by address and port, as the kernel does when it refuses a
 duplicate (``mptcp_pm_nl_append_new_local_addr``): ids are the kernel's choice.
@@ -51,11 +58,15 @@ from netpathd.model.mptcp import (
     parse_flags,
     validate_endpoint,
 )
+from netpathd.model.mptcp_auto_config import SECTION as AUTO_SECTION
+from netpathd.model.mptcp_auto_config import AutoPolicy, parse_auto_policy
 
 EndpointKey = tuple[IPAddress, int]
 
 _MPTCP_KEYS = frozenset({"enabled", "subflows", "add_addr_accepted"})
 _ENDPOINT_KEYS = frozenset({"flags", "interface", "port", "id"})
+RECORD_SECTION = "automatic"
+_RECORD_KEYS = frozenset({"endpoints", "rp-filter-loosened"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +101,11 @@ class MptcpConfig:
     subflows: int | None = None
     add_addr_accepted: int | None = None
     endpoints: tuple[EndpointConfig, ...] = ()
+    # Only in the administrator's file; None: automatic endpoints are off.
+    auto: AutoPolicy | None = None
+    # Only in the applied record: what the automatic endpoints left in the kernel.
+    auto_owned: frozenset[EndpointKey] = frozenset()
+    rp_loosened: frozenset[str] = frozenset()
 
     def endpoint(self, key: EndpointKey) -> EndpointConfig | None:
         return next((e for e in self.endpoints if e.key == key), None)
@@ -145,13 +161,22 @@ def endpoint_config(endpoint: Endpoint) -> EndpointConfig:
 # -- the file format -----------------------------------------------------------------
 
 
-def parse_config(text: str, path: str) -> MptcpConfig:
-    """Parse a whole file; the first problem raises ConfigError naming file and line."""
+def parse_config(text: str, path: str, *, record: bool = False) -> MptcpConfig:
+    """Parse a whole file; the first problem raises ConfigError naming file and line.
+
+    ``record``: the applied record, which may hold ``[automatic]`` instead of
+    ``[auto ...]`` sections (each refused in the other kind of file).
+    """
     config = MptcpConfig()
     seen_ids: dict[int, int] = {}
     mptcp_line = 0
-    for section in parse_keyfile(text, path):
-        if section.name == "mptcp" and section.argument is None:
+    sections = parse_keyfile(text, path)
+    for section in sections:
+        if section.name == AUTO_SECTION and not record:
+            continue  # handed to parse_auto_policy below
+        if section.name == RECORD_SECTION and section.argument is None and record:
+            config = _parse_record(section, path, config)
+        elif section.name == "mptcp" and section.argument is None:
             if mptcp_line:
                 raise ConfigError(path, section.line, f"[mptcp] is already on line {mptcp_line}")
             mptcp_line = section.line
@@ -174,12 +199,32 @@ def parse_config(text: str, path: str) -> MptcpConfig:
             config = config.with_endpoint(endpoint)
         else:
             header = section.name + (f' "{section.argument}"' if section.argument else "")
+            expected = "[automatic]" if record else '[auto "IFNAME|PREFIX"]'
             raise ConfigError(
                 path,
                 section.line,
-                f'unknown section [{header}] (expected [mptcp] or [endpoint "ADDRESS"])',
+                f'unknown section [{header}] (expected [mptcp], [endpoint "ADDRESS"] '
+                f"or {expected})",
             )
-    return config
+    if record:
+        return config
+    return dataclasses.replace(config, auto=parse_auto_policy(sections, path))
+
+
+def _parse_record(section: Section, path: str, config: MptcpConfig) -> MptcpConfig:
+    _unknown_keys(section, _RECORD_KEYS, path)
+    owned = set(config.auto_owned)
+    loosened = set(config.rp_loosened)
+    for entry in section.entries:
+        words = entry.value.split()
+        if entry.key == "endpoints":
+            try:
+                owned.update((parse_address(word), 0) for word in words)
+            except NetpathdError as error:
+                raise ConfigError(path, entry.line, error.message) from None
+        else:
+            loosened.update(words)
+    return dataclasses.replace(config, auto_owned=frozenset(owned), rp_loosened=frozenset(loosened))
 
 
 def _unknown_keys(section: Section, known: frozenset[str], path: str) -> None:
@@ -255,6 +300,14 @@ def render_config(config: MptcpConfig, header: str) -> str:
             lines.append(f"port = {endpoint.port}")
         if endpoint.id:
             lines.append(f"id = {endpoint.id}")
+    # The policy (``auto``) is never rendered: only the administrator writes it.
+    if config.auto_owned or config.rp_loosened:
+        lines += ["", f"[{RECORD_SECTION}]"]
+        if config.auto_owned:
+            owned = sorted(config.auto_owned, key=lambda key: (key[0].version, key[0].packed))
+            lines.append(f"endpoints = {' '.join(str(address) for address, _ in owned)}")
+        if config.rp_loosened:
+            lines.append(f"rp-filter-loosened = {' '.join(sorted(config.rp_loosened))}")
     return "\n".join(lines) + "\n"
 
 
