@@ -40,6 +40,7 @@ class Options:
     state_dir: Path
     resolv_conf: Path
     log_level: str | None
+    systemd_dir: Path = Path("/etc/systemd/system")  # where EnableApp writes unit drop-ins
 
 
 def parse_options(argv: list[str]) -> Options:
@@ -56,6 +57,12 @@ def parse_options(argv: list[str]) -> Options:
     parser.add_argument("--state-dir", type=Path, default=Path("/var/lib/netpathd"))
     parser.add_argument("--resolv-conf", type=Path, default=Path("/etc/resolv.conf"))
     parser.add_argument(
+        "--systemd-dir",
+        type=Path,
+        default=Path("/etc/systemd/system"),
+        help="systemd unit directory for the drop-ins of EnableApp (mptcp app enable)",
+    )
+    parser.add_argument(
         "--log-level", choices=LOG_LEVELS, help="overrides log-level of netpathd.conf"
     )
     parser.add_argument("--version", action="version", version=f"netpathd {__version__}")
@@ -66,6 +73,7 @@ def parse_options(argv: list[str]) -> Options:
         state_dir=args.state_dir,
         resolv_conf=args.resolv_conf,
         log_level=args.log_level,
+        systemd_dir=args.systemd_dir,
     )
 
 
@@ -101,6 +109,8 @@ class Daemon:
         from netpathd.bus.manager import ManagerInterface  # noqa: PLC0415
         from netpathd.bus.mptcp import MptcpInterface  # noqa: PLC0415
         from netpathd.bus.service import connect, publish  # noqa: PLC0415
+        from netpathd.bus.systemd_client import SystemdClient  # noqa: PLC0415
+        from netpathd.mptcp_apps import MptcpApps  # noqa: PLC0415
 
         try:
             self.dns.load()
@@ -120,7 +130,9 @@ class Daemon:
                 [
                     ManagerInterface(self.manager),
                     DnsInterface(self.dns),
-                    MptcpInterface(self.mptcp),
+                    MptcpInterface(
+                        self.mptcp, MptcpApps(SystemdClient(bus), self.options.systemd_dir)
+                    ),
                 ],
             )
         except NetpathdError:

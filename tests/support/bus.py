@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,21 +49,27 @@ class PrivateBus:
         return result.stdout
 
 
-def write_bus_config(directory: Path) -> Path:
-    """Lay out config, policy folder and service folder for a private bus in ``directory``."""
+def write_bus_config(directory: Path, extra_policies: Mapping[str, str] | None = None) -> Path:
+    """Lay out config, policy folder and service folder for a private bus in ``directory``.
+
+    ``extra_policies`` (file name -> busconfig XML) go beside the project's own policy, for a
+    test that serves a fake of another service (tests/support/fake_systemd.py).
+    """
     (directory / "system.d").mkdir()
     (directory / "services").mkdir()
     shutil.copy(POLICY, directory / "system.d" / POLICY.name)
+    for name, text in (extra_policies or {}).items():
+        (directory / "system.d" / name).write_text(text)
     config = directory / "bus.conf"
     config.write_text(TEMPLATE.read_text().replace("@DIR@", str(directory)))
     return config
 
 
 @contextmanager
-def private_bus() -> Iterator[PrivateBus]:
+def private_bus(extra_policies: Mapping[str, str] | None = None) -> Iterator[PrivateBus]:
     directory = Path(tempfile.mkdtemp(prefix="netpathd-bus-"))
     directory.chmod(0o755)
-    config = write_bus_config(directory)
+    config = write_bus_config(directory, extra_policies)
     process = subprocess.Popen(
         ["dbus-daemon", f"--config-file={config}", "--nofork", "--nopidfile", "--print-address"],
         stdout=subprocess.PIPE,

@@ -11,7 +11,7 @@ choice in the method name rather than in a flag argument.
 # No "from __future__ import annotations": dbus-fast reads the annotations at runtime.
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from dbus_fast import PropertyAccess, Variant
@@ -19,10 +19,13 @@ from dbus_fast.annotations import DBusBool, DBusSignature, DBusStr, DBusUInt16, 
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property, dbus_signal
 
 from netpathd.bus.errors import dbus_errors
+from netpathd.errors import NotSupported
 from netpathd.kernel.mptcp_diag import MptcpConnection, Subflow
 from netpathd.kernel.mptcp_events import MptcpEvent
+from netpathd.kernel.sockets_owner import Owner, socket_owners
 from netpathd.model.mptcp import Endpoint, Limits
 from netpathd.model.mptcp_config import flag_names
+from netpathd.mptcp_apps import MptcpApps
 from netpathd.mptcp_manager import MptcpManager
 
 INTERFACE = "org.netpathd1.Mptcp"
@@ -78,7 +81,7 @@ def subflow_dict(subflow: Subflow) -> dict[str, Variant]:
     }
 
 
-def connection_dict(conn: MptcpConnection) -> dict[str, Variant]:
+def connection_dict(conn: MptcpConnection, owners: Sequence[Owner] = ()) -> dict[str, Variant]:
     return {
         "token": Variant("u", conn.token),
         "local_address": _address(conn.local_address),
@@ -96,13 +99,18 @@ def connection_dict(conn: MptcpConnection) -> dict[str, Variant]:
         "bytes_received": Variant("t", conn.bytes_received),
         "bytes_acked": Variant("t", conn.bytes_acked),
         "subflows": Variant("aa{sv}", [subflow_dict(s) for s in conn.subflows]),
+        # added later, so clients of older versions must not rely on them
+        "inode": Variant("t", conn.inode),
+        "processes": Variant("a(us)", [[owner.pid, owner.comm] for owner in owners]),
     }
 
 
 class MptcpInterface(ServiceInterface):
-    def __init__(self, mptcp: MptcpManager) -> None:
+    def __init__(self, mptcp: MptcpManager, apps: MptcpApps | None = None) -> None:
         super().__init__(INTERFACE)
         self._mptcp = mptcp
+        self._apps = apps
+        self._system_wide: str | None = None
         mptcp.observe(self._on_change)
         mptcp.observe_events(self._on_event)
 
@@ -132,6 +140,16 @@ class MptcpInterface(ServiceInterface):
     @dbus_errors
     async def Endpoints(self) -> EndpointList:
         return [endpoint_struct(e) for e in await self._mptcp.endpoints()]
+
+    @dbus_property(access=PropertyAccess.READ)
+    @dbus_errors
+    def SystemWideMode(self) -> DBusStr:
+        """Probed once: BTF, the kernel's functions and its BPF policy do not change at runtime."""
+        if self._system_wide is None:
+            from netpathd.kernel.bpf_mptcpify import probe  # noqa: PLC0415
+
+            self._system_wide = str(probe())
+        return self._system_wide
 
     # -- methods ---------------------------------------------------------------------
 
@@ -192,7 +210,29 @@ class MptcpInterface(ServiceInterface):
     @dbus_method()
     @dbus_errors
     async def GetConnections(self) -> ConnectionList:
-        return [connection_dict(conn) for conn in await self._mptcp.connections()]
+        connections = await self._mptcp.connections()
+        owners = await socket_owners([conn.inode for conn in connections])
+        return [connection_dict(conn, owners.get(conn.inode, [])) for conn in connections]
+
+    def _require_apps(self) -> MptcpApps:
+        if self._apps is None:
+            raise NotSupported("per-unit MPTCP is not configured in this daemon")
+        return self._apps
+
+    @dbus_method()
+    @dbus_errors
+    async def EnableApp(self, unit: DBusStr) -> None:
+        await self._require_apps().enable(unit)
+
+    @dbus_method()
+    @dbus_errors
+    async def DisableApp(self, unit: DBusStr) -> None:
+        await self._require_apps().disable(unit)
+
+    @dbus_method()
+    @dbus_errors
+    def ListApps(self) -> Strings:
+        return self._require_apps().units()
 
     # -- signals -----------------------------------------------------------------------
 

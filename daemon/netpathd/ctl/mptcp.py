@@ -17,6 +17,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
+from netpathd.ctl import mptcp_app
 from netpathd.ctl.cli import UsageError, emit
 
 if TYPE_CHECKING:
@@ -346,3 +347,4 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     objects.add_parser(
         "monitor", parents=[parent], help="print path-manager events (ip mptcp monitor)"
     ).set_defaults(handler=monitor)
+    mptcp_app.register(objects, parent)

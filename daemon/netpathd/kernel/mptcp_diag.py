@@ -109,6 +109,7 @@ class MptcpConnection:
     bytes_received: int
     bytes_acked: int
     subflows: tuple[Subflow, ...]
+    inode: int = 0  # idiag_inode: matches /proc/PID/fd/N -> socket:[inode] (sockets_owner.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +121,7 @@ class _Socket:
     dst: IPAddress
     dport: int
     attrs: dict[int, bytes]
+    inode: int = 0
 
 
 async def list_connections() -> list[MptcpConnection]:
@@ -176,6 +178,7 @@ def _connection(msk: _Socket, info: bytes, subflows: tuple[Subflow, ...]) -> Mpt
         bytes_received=bytes_received,
         bytes_acked=bytes_acked,
         subflows=subflows,
+        inode=msk.inode,
     )
 
 
@@ -267,11 +270,11 @@ async def _dump(sock: socket.socket, family: int, protocol: int) -> list[_Socket
 
 
 def _parse(payload: bytes) -> _Socket:
-    fam, state, _timer, _retrans, sport, dport, src, dst, *_rest = _MSG.unpack_from(payload)
+    fam, state, _timer, _retrans, sport, dport, src, dst, *_rest, inode = _MSG.unpack_from(payload)
     attrs = dict(_attrs(payload[_MSG.size :]))
     return _Socket(
         fam, state, _address(fam, src), socket.ntohs(sport), _address(fam, dst),
-        socket.ntohs(dport), attrs,
+        socket.ntohs(dport), attrs, inode,
     )  # fmt: skip
 
 
