@@ -46,6 +46,7 @@ from dbus_fast import Variant
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "daemon")]
 
+from tests.integration.test_dns_daemon import topology  # noqa: E402
 from tests.support.bus import private_bus  # noqa: E402
 from tests.support.dbus_client import bus_client  # noqa: E402
 from tests.support.netns import Netns, netns  # noqa: E402
@@ -274,16 +275,6 @@ def write_floor(workdir: Path, count: int) -> list[float]:
     return samples
 
 
-def topology(ns: Netns) -> None:
-    for link, address in (("wan0", "203.0.113.2/24"), ("lan0", "198.51.100.2/24")):
-        ns.ip("link", "add", link, "type", "veth", "peer", "name", f"{link}p")
-        ns.ip("link", "set", f"{link}p", "up")
-        ns.ip("link", "set", link, "up")
-        ns.ip("addr", "add", address, "dev", link)
-    ns.ip("route", "add", "default", "via", "203.0.113.1", "dev", "wan0", "metric", "100")
-    ns.ip("route", "add", "default", "via", "198.51.100.1", "dev", "lan0", "metric", "150")
-
-
 async def configure_dns(address: str) -> None:
     async with bus_client(address) as client:
         for name, link, server in (("wan", "wan0", WAN_DNS), ("lan", "lan0", LAN_DNS)):
@@ -328,7 +319,7 @@ def bench(args: argparse.Namespace) -> None:  # noqa: PLR0915 - one linear scrip
         tempfile.TemporaryDirectory(dir=base) as tmp_name,
     ):
         workdir = Path(tmp_name)
-        topology(ns)
+        topology(ns, lan_metric=150)
         daemon = start_daemon(ns, bus, workdir)
         try:
             daemon.wait_ready()

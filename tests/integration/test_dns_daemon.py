@@ -17,15 +17,17 @@ pytestmark = pytest.mark.integration
 DNS = "org.netpathd1.Dns"
 
 
-def topology(ns: Netns) -> None:
-    """wan0 (203.0.113.2/24, default metric 100) and lan0 (198.51.100.2/24, metric 200)."""
+def topology(ns: Netns, lan_metric: int = 200) -> None:
+    """wan0 (203.0.113.2/24, default metric 100) and lan0 (198.51.100.2/24, ``lan_metric``)."""
     for link, address in (("wan0", "203.0.113.2/24"), ("lan0", "198.51.100.2/24")):
         ns.ip("link", "add", link, "type", "veth", "peer", "name", f"{link}p")
         ns.ip("link", "set", f"{link}p", "up")
         ns.ip("link", "set", link, "up")
         ns.ip("addr", "add", address, "dev", link)
     ns.ip("route", "add", "default", "via", "203.0.113.1", "dev", "wan0", "metric", "100")
-    ns.ip("route", "add", "default", "via", "198.51.100.1", "dev", "lan0", "metric", "200")
+    ns.ip(
+        "route", "add", "default", "via", "198.51.100.1", "dev", "lan0", "metric", str(lan_metric)
+    )
 
 
 def connection(interface: str, kind: str = "ethernet", **extra: Variant) -> dict[str, Variant]:

@@ -24,7 +24,7 @@ from tests.integration.test_mptcp_kernel import CLIENT, SERVER, read_line, start
 from tests.support.bus import PrivateBus, private_bus
 from tests.support.daemon import Daemon, running_daemon, start_daemon
 from tests.support.dbus_client import BusClient, CallError, bus_client
-from tests.support.netns import Netns, netns, veth
+from tests.support.netns import Netns, guide_paths, netns, veth
 
 pytestmark = pytest.mark.integration
 
@@ -151,12 +151,7 @@ def two_paths_with_daemons(tmp_path: Path) -> Iterator[tuple[Host, Host]]:
         private_bus() as server_bus,
         private_bus() as client_bus,
     ):
-        veth(server, "s1", client, "c1")
-        veth(server, "s2", client, "c2")
-        server.ip("address", "add", "192.0.2.1/24", "dev", "s1")
-        server.ip("address", "add", "198.51.100.1/24", "dev", "s2")
-        client.ip("address", "add", "192.0.2.2/24", "dev", "c1")
-        client.ip("address", "add", "198.51.100.2/24", "dev", "c2")
+        guide_paths(server, client)
         (tmp_path / "srv").mkdir()
         (tmp_path / "cli").mkdir()
         with (

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.netns import Netns, netns, veth
+from tests.support.netns import Netns, guide_paths, netns, veth
 
 pytestmark = pytest.mark.integration
 
@@ -208,12 +208,7 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
 def two_paths() -> Iterator[tuple[Netns, Netns]]:
     """The guide's setup: server and client joined by 192.0.2.0/24 and 198.51.100.0/24."""
     with netns("srv") as server, netns("cli") as client:
-        veth(server, "s1", client, "c1")
-        veth(server, "s2", client, "c2")
-        server.ip("address", "add", "192.0.2.1/24", "dev", "s1")
-        server.ip("address", "add", "198.51.100.1/24", "dev", "s2")
-        client.ip("address", "add", "192.0.2.2/24", "dev", "c1")
-        client.ip("address", "add", "198.51.100.2/24", "dev", "c2")
+        guide_paths(server, client)
         yield server, client
 
 

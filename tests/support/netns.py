@@ -68,3 +68,14 @@ def netns(prefix: str = "np") -> Iterator[Netns]:
         yield ns
     finally:
         run("ip", "netns", "del", ns.name, check=False)
+
+
+def guide_paths(server: Netns, client: Netns) -> None:
+    """The Red Hat guide's two paths: s1-c1 on 192.0.2.0/24, s2-c2 on 198.51.100.0/24.
+
+    The server holds .1 and the client .2 of each network.
+    """
+    for index, network in ((1, "192.0.2"), (2, "198.51.100")):
+        veth(server, f"s{index}", client, f"c{index}")
+        server.ip("address", "add", f"{network}.1/24", "dev", f"s{index}")
+        client.ip("address", "add", f"{network}.2/24", "dev", f"c{index}")
