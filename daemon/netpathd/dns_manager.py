@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from netpathd.errors import NotFound
+from netpathd.errors import Failed, NotFound
 from netpathd.files.atomic import write_atomic
 from netpathd.files.config import read_config_text
 from netpathd.files.resolv_conf import RcManager, render, write_resolv_conf
@@ -128,14 +128,17 @@ class DnsManager:
         if runtime:
             self._runtime[name] = conn
         else:
-            self._runtime.pop(name, None)
             kept = tuple(c for c in self._persisted.connections if c.name != name)
             self._persist(dataclasses.replace(self._persisted, connections=(*kept, conn)))
+            self._runtime.pop(name, None)
         self._recompute()
 
     def remove_connection(self, name: str) -> None:
         if any(conn.name == name for conn in self._admin.connections):
-            raise NotFound(f"connection {name!r} is defined in {self._admin_path}; remove it there")
+            raise Failed(
+                f"connection {name!r} is defined in {self._admin_path}; "
+                "remove it there and call Reload()"
+            )
         in_runtime = self._runtime.pop(name, None) is not None
         kept = tuple(c for c in self._persisted.connections if c.name != name)
         if len(kept) == len(self._persisted.connections) and not in_runtime:

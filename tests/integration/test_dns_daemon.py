@@ -244,3 +244,36 @@ async def test_without_connections_the_resolver_file_is_left_alone(
         async with bus_client(bus.address) as client:
             assert await client.get(DNS, "Nameservers") == []
         assert daemon.resolv_conf.read_text() == "nameserver 203.0.113.99\n"
+
+
+async def test_admin_connections_load_and_cannot_be_removed_over_the_bus(
+    daemon: Daemon, bus: PrivateBus, ns: Netns
+) -> None:
+    topology(ns)
+    admin = daemon.config_dir / "dns.conf"
+    admin.write_text(
+        '[connection "office"]\n'
+        "connection.interface-name = lan0\n"
+        "connection.type = ethernet\n"
+        "ipv4.dns = 198.51.100.53\n"
+    )
+    async with bus_client(bus.address) as client:
+        await client.call("org.netpathd1.Manager", "Reload")
+        await client.wait_change(DNS, "Nameservers", ["198.51.100.53"])
+        with pytest.raises(CallError) as refused:
+            await client.call(DNS, "RemoveConnection", "s", ["office"])
+        assert refused.value.name == "org.netpathd1.Error.Failed"
+        assert str(admin) in refused.value.text
+        (conns,) = await client.call(DNS, "GetConnections")
+        assert [(name, settings["source"].value) for name, settings in conns] == [
+            ("office", "config")
+        ]
+        admin.write_text(
+            '[connection "office"]\nconnection.interface-name = lan0\n'
+            "connection.type = carrier-pigeon\n"
+        )
+        with pytest.raises(CallError) as bad:
+            await client.call("org.netpathd1.Manager", "Reload")
+        assert bad.value.name == "org.netpathd1.Error.InvalidConfiguration"
+        assert f"{admin}:3: connection.type" in bad.value.text
+        assert await client.get(DNS, "Nameservers") == ["198.51.100.53"]
