@@ -103,3 +103,20 @@ def test_a_symlink_is_replaced_by_a_regular_file(tmp_path: Path) -> None:
     assert write_atomic(link, b"x") is True
     assert not link.is_symlink()
     assert (tmp_path / "real").read_bytes() == b"x"
+
+
+@pytest.mark.parametrize(("durable", "fsyncs"), [(True, 2), (False, 0)])
+def test_durable_writes_fsync_file_and_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool, fsyncs: int
+) -> None:
+    calls: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        calls.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    assert write_atomic(tmp_path / "f", b"data", durable=durable) is True
+    assert (tmp_path / "f").read_bytes() == b"data"
+    assert len(calls) == fsyncs

@@ -38,12 +38,16 @@ def _current(path: Path) -> tuple[bytes, int] | None:
         raise Failed(f"cannot read {path}: {_reason(error)}") from error
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int | None = None) -> bool:
+def write_atomic(
+    path: str | os.PathLike[str], data: bytes, *, mode: int | None = None, durable: bool = True
+) -> bool:
     """Replace `path` with `data`; True when written, False when it already had that content.
 
     `mode` None keeps the mode of the file being replaced (0644 for a new file).  A symlink at
     `path` is replaced by a regular file: callers that mean to write through a symlink resolve
-    it first (see resolv_conf.write_resolv_conf).
+    it first (see resolv_conf.write_resolv_conf).  `durable=False` skips the two fsyncs for
+    files the daemon regenerates at start anyway: readers still see the old or the new
+    content, never a mix, but a power loss may lose the update (what a file on tmpfs does).
     """
     target = Path(path)
     current = _current(target) if not target.is_symlink() else None
@@ -64,14 +68,16 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int | None 
             os.fchmod(file.fileno(), final_mode)  # exact mode, not filtered by the umask
             file.write(data)
             file.flush()
-            os.fsync(file.fileno())
+            if durable:
+                os.fsync(file.fileno())
         os.replace(temp, target)
         temp = None
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        if durable:
+            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
     except OSError as error:
         if temp is not None:
             with contextlib.suppress(OSError):

@@ -102,7 +102,11 @@ class MptcpStore:
         if applied == self.applied:
             return
         self.applied_path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.applied_path, render_config(applied, APPLIED_HEADER).encode())
+        # The record describes the kernel's state, which a power loss resets as well:
+        # it needs atomicity against a crash of the daemon, not fsync.
+        write_atomic(
+            self.applied_path, render_config(applied, APPLIED_HEADER).encode(), durable=False
+        )
         self.applied = applied
 
     def own(self, key: EndpointKey) -> None:
