@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from netpathd.errors import AlreadyExists, Failed, NetpathdError, NotFound
 from netpathd.files.mptcp_store import MptcpStore
-from netpathd.kernel import mptcp_diag, sysctl
+from netpathd.kernel import sysctl
 from netpathd.kernel.mptcp_events import MptcpEvent, MptcpEvents
 from netpathd.kernel.mptcp_pm import MptcpPm
 from netpathd.model.mptcp import (
@@ -151,6 +151,8 @@ class MptcpManager:
             return await self._pm.list_endpoints()
 
     async def connections(self) -> list[MptcpConnection]:
+        from netpathd.kernel import mptcp_diag  # noqa: PLC0415 - only for GetConnections
+
         return await mptcp_diag.list_connections()
 
     # -- applying the configuration ------------------------------------------------

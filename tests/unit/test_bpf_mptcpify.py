@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from netpathd.kernel import bpf_mptcpify
-from netpathd.kernel.bpf_mptcpify import PROGRAM, BtfError, find_func, probe
+from netpathd.kernel.bpf_mptcpify import PROGRAM, BtfError, find_func, probe, probe_in_loop
 
 AF_INET, AF_INET6, AF_UNIX = 2, 10, 1
 SOCK_STREAM, SOCK_DGRAM = 1, 2
@@ -145,11 +145,29 @@ def test_eperm_names_errno_and_verifier_log(
 
     monkeypatch.setattr(bpf_mptcpify, "_bpf", refuse)
     result = str(probe(tmp_path / "vmlinux"))
-    assert seen == [3]  # attach_btf_id is the FUNC's id
+    assert seen == [0]  # refused before the BTF walk: tracing programs are refused at all
     assert result.startswith(
         "unavailable: the kernel refused the fmod_ret program for update_socket_protocol: "
         "EPERM (Operation not permitted)"
     )
+
+
+def test_a_kernel_that_allows_tracing_gets_the_functions_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "vmlinux").write_bytes(btf_blob(["tcp_v4_connect", "update_socket_protocol"]))
+    seen: list[int] = []
+
+    def verify(cmd: int, attr: ctypes.Array[ctypes.c_char]) -> int:
+        attach_btf_id = struct.unpack_from("=I", attr, 108)[0]
+        seen.append(attach_btf_id)
+        if attach_btf_id == 0:  # what a permissive kernel says to a program without a target
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        return os.open("/dev/null", os.O_RDONLY)  # a stand-in program fd
+
+    monkeypatch.setattr(bpf_mptcpify, "_bpf", verify)
+    assert str(probe(tmp_path / "vmlinux")) == "available"
+    assert seen == [0, 4]  # the pre-check, then the FUNC's id from the walk
 
 
 @pytest.mark.skipif(
@@ -162,3 +180,7 @@ def test_this_kernel() -> None:
         assert str(result) == "available"
     else:
         assert "EPERM" in result.reason or "update_socket_protocol" in result.reason, result
+
+
+async def test_the_daemons_stepwise_probe_answers_like_the_direct_one() -> None:
+    assert str(await probe_in_loop()) == str(probe())

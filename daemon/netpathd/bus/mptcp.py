@@ -10,9 +10,10 @@ choice in the method name rather than in a flag argument.
 
 # No "from __future__ import annotations": dbus-fast reads the annotations at runtime.
 
+import asyncio
 import ipaddress
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from dbus_fast import PropertyAccess, Variant
 from dbus_fast.annotations import DBusBool, DBusSignature, DBusStr, DBusUInt16, DBusUInt32
@@ -20,13 +21,16 @@ from dbus_fast.service import ServiceInterface, dbus_method, dbus_property, dbus
 
 from netpathd.bus.errors import dbus_errors
 from netpathd.errors import NotSupported
-from netpathd.kernel.mptcp_diag import MptcpConnection, Subflow
+from netpathd.kernel.bpf_mptcpify import ProbeResult, probe_in_loop
 from netpathd.kernel.mptcp_events import MptcpEvent
-from netpathd.kernel.sockets_owner import Owner, socket_owners
 from netpathd.model.mptcp import Endpoint, Limits
 from netpathd.model.mptcp_config import flag_names
 from netpathd.mptcp_apps import MptcpApps
 from netpathd.mptcp_manager import MptcpManager
+
+if TYPE_CHECKING:  # sock_diag and /proc scanning load only when GetConnections is called
+    from netpathd.kernel.mptcp_diag import MptcpConnection, Subflow
+    from netpathd.kernel.sockets_owner import Owner
 
 INTERFACE = "org.netpathd1.Mptcp"
 
@@ -64,7 +68,7 @@ def _address(value: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Variant:
     return Variant("s", str(value))
 
 
-def subflow_dict(subflow: Subflow) -> dict[str, Variant]:
+def subflow_dict(subflow: "Subflow") -> dict[str, Variant]:
     return {
         "local_address": _address(subflow.local_address),
         "local_port": Variant("q", subflow.local_port),
@@ -81,7 +85,7 @@ def subflow_dict(subflow: Subflow) -> dict[str, Variant]:
     }
 
 
-def connection_dict(conn: MptcpConnection, owners: Sequence[Owner] = ()) -> dict[str, Variant]:
+def connection_dict(conn: "MptcpConnection", owners: "Sequence[Owner]" = ()) -> dict[str, Variant]:
     return {
         "token": Variant("u", conn.token),
         "local_address": _address(conn.local_address),
@@ -110,7 +114,7 @@ class MptcpInterface(ServiceInterface):
         super().__init__(INTERFACE)
         self._mptcp = mptcp
         self._apps = apps
-        self._system_wide: str | None = None
+        self._system_wide: asyncio.Task[ProbeResult] | None = None
         mptcp.observe(self._on_change)
         mptcp.observe_events(self._on_event)
 
@@ -143,13 +147,16 @@ class MptcpInterface(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ)
     @dbus_errors
-    def SystemWideMode(self) -> DBusStr:
-        """Probed once: BTF, the kernel's functions and its BPF policy do not change at runtime."""
-        if self._system_wide is None:
-            from netpathd.kernel.bpf_mptcpify import probe  # noqa: PLC0415
+    async def SystemWideMode(self) -> DBusStr:
+        """Probed once: BTF, the kernel's functions and its BPF policy do not change at runtime.
 
-            self._system_wide = str(probe())
-        return self._system_wide
+        dbus-fast reads every property when the interface is exported (for
+        ObjectManager.InterfacesAdded), so the probe starts then, but it runs in steps and
+        never holds up READY=1 or another caller.
+        """
+        if self._system_wide is None:
+            self._system_wide = asyncio.get_running_loop().create_task(probe_in_loop())
+        return str(await asyncio.shield(self._system_wide))
 
     # -- methods ---------------------------------------------------------------------
 
@@ -211,6 +218,8 @@ class MptcpInterface(ServiceInterface):
     @dbus_errors
     async def GetConnections(self) -> ConnectionList:
         connections = await self._mptcp.connections()
+        from netpathd.kernel.sockets_owner import socket_owners  # noqa: PLC0415
+
         owners = await socket_owners([conn.inode for conn in connections])
         return [connection_dict(conn, owners.get(conn.inode, [])) for conn in connections]
 

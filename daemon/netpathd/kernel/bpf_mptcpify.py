@@ -26,13 +26,16 @@ interpreter in the test runs it over the whole truth table of mptcpify.c.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import errno
 import os
 import platform
 import struct
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
 LOCKDOWN = Path("/sys/kernel/security/lockdown")
@@ -93,20 +96,38 @@ class BtfError(Exception):
     pass
 
 
-def find_func(btf: bytes, name: str) -> int | None:
-    """The BTF type id of FUNC ``name`` in a raw BTF blob, None when absent."""
+T = TypeVar("T")
+YIELD_EVERY = 4096  # BTF types walked between two returns to the event loop
+Steps = Generator[None, None, "ProbeResult"]
+
+
+def _name_offset(btf: bytes, name: str) -> tuple[int, int] | None:
+    """(header length, string offset of ``name``), None when no type can carry the name."""
     if len(btf) < _BTF_HEADER.size:
         raise BtfError("too short for a BTF header")
-    magic, _version, _flags, hdr_len, type_off, type_len, str_off, str_len = (
+    magic, _version, _flags, hdr_len, _type_off, _type_len, str_off, str_len = (
         _BTF_HEADER.unpack_from(btf)
     )
     if magic != _BTF_MAGIC:
         raise BtfError(f"bad magic {magic:#x} (big-endian BTF is not read)")
     strings = btf[hdr_len + str_off : hdr_len + str_off + str_len]
     where = strings.find(b"\0" + name.encode() + b"\0")
-    if where < 0:
-        return None  # the name is not even a string: no type can carry it
-    wanted = where + 1
+    return None if where < 0 else (hdr_len, where + 1)
+
+
+def _find_func_steps(btf: bytes, name: str) -> Generator[None, None, int | None]:
+    """Walk the type section; yields now and then so the daemon's loop is never held.
+
+    vmlinux has about 120,000 types and ids are positional, so the walk cannot be
+    skipped (libbpf's btf__find_by_name_kind() walks them too).
+    """
+    found = _name_offset(btf, name)
+    if found is None:
+        return None
+    hdr_len, wanted = found
+    _magic, _version, _flags, _hdr, type_off, type_len, _str_off, _str_len = (
+        _BTF_HEADER.unpack_from(btf)
+    )
     offset, end, type_id = hdr_len + type_off, hdr_len + type_off + type_len, 1
     unpack = _BTF_TYPE.unpack_from
     while offset + _BTF_TYPE.size <= end:
@@ -117,7 +138,24 @@ def find_func(btf: bytes, name: str) -> int | None:
         fixed, per = _BTF_EXTRA.get(kind, (0, 0))
         offset += _BTF_TYPE.size + fixed + per * (info & 0xFFFF)
         type_id += 1
+        if type_id % YIELD_EVERY == 0:
+            yield
     return None
+
+
+def _run(steps: Generator[None, None, T]) -> T:
+    """Drive a stepwise computation to its end without pausing."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+
+
+def find_func(btf: bytes, name: str) -> int | None:
+    """The BTF type id of FUNC ``name`` in a raw BTF blob, None when absent."""
+    return _run(_find_func_steps(btf, name))
 
 
 def _bpf(cmd: int, attr: ctypes.Array[ctypes.c_char]) -> int:
@@ -162,8 +200,26 @@ def _lockdown() -> str:
     return f"; kernel lockdown is {mode}" if mode and mode != "none" else ""
 
 
-def probe(btf_path: Path = VMLINUX_BTF) -> ProbeResult:
-    """Whether system-wide BPF mode could run here, and if not, the first reason why."""
+def _refused(error: OSError) -> ProbeResult:
+    name = errno.errorcode.get(error.errno or 0, str(error.errno))
+    reason = f"the kernel refused the fmod_ret program for {ATTACH_FUNCTION}: {name} "
+    reason += f"({error.strerror})"
+    if error.errno == errno.EPERM:
+        reason += " - lockdown, a BPF LSM or policy, or no CAP_BPF" + _lockdown()
+    if error.filename:
+        reason += f"; verifier: {' '.join(str(error.filename).split())}"
+    return ProbeResult(False, reason)
+
+
+def _no_function() -> ProbeResult:
+    return ProbeResult(
+        False,
+        f"the kernel ({platform.release()}) has no {ATTACH_FUNCTION}() "
+        "(Linux 6.6+ with CONFIG_MPTCP)",
+    )
+
+
+def _probe_steps(btf_path: Path) -> Steps:  # noqa: PLR0911 - one return per reason
     try:
         btf = btf_path.read_bytes()
     except FileNotFoundError:
@@ -171,25 +227,43 @@ def probe(btf_path: Path = VMLINUX_BTF) -> ProbeResult:
     except OSError as error:
         return ProbeResult(False, f"cannot read {btf_path}: {error.strerror}")
     try:
-        func_id = find_func(btf, ATTACH_FUNCTION)
+        if _name_offset(btf, ATTACH_FUNCTION) is None:
+            return _no_function()
+        # A kernel that refuses tracing programs refuses them whatever they attach to
+        # (measured: EPERM for id 0 as for the real id), so ask that first and spare the
+        # walk of the whole type section when the answer is no anyway.
+        try:
+            fd, _log = load(BPF_PROG_TYPE_TRACING, BPF_MODIFY_RETURN, 0)
+            os.close(fd)  # id 0 cannot attach; should a kernel accept it, ignore it
+        except OSError as error:
+            if error.errno == errno.EPERM:
+                return _refused(error)
+        func_id = yield from _find_func_steps(btf, ATTACH_FUNCTION)
     except BtfError as error:
         return ProbeResult(False, f"cannot parse {btf_path}: {error}")
     if func_id is None:
-        return ProbeResult(
-            False,
-            f"the kernel ({platform.release()}) has no {ATTACH_FUNCTION}() "
-            "(Linux 6.6+ with CONFIG_MPTCP)",
-        )
+        return _no_function()
     try:
         fd, _log = load(BPF_PROG_TYPE_TRACING, BPF_MODIFY_RETURN, func_id)
     except OSError as error:
-        name = errno.errorcode.get(error.errno or 0, str(error.errno))
-        reason = f"the kernel refused the fmod_ret program for {ATTACH_FUNCTION}: {name} "
-        reason += f"({error.strerror})"
-        if error.errno == errno.EPERM:
-            reason += " - lockdown, a BPF LSM or policy, or no CAP_BPF" + _lockdown()
-        if error.filename:
-            reason += f"; verifier: {' '.join(str(error.filename).split())}"
-        return ProbeResult(False, reason)
+        return _refused(error)
     os.close(fd)
     return ProbeResult(True, "")
+
+
+def probe(btf_path: Path = VMLINUX_BTF) -> ProbeResult:
+    """Whether system-wide BPF mode could run here, and if not, the first reason why."""
+    return _run(_probe_steps(btf_path))
+
+
+async def probe_in_loop(btf_path: Path = VMLINUX_BTF) -> ProbeResult:
+    """`probe()` for the daemon: the BTF walk (about 0.1 s of CPU) returns to the event loop
+    every YIELD_EVERY types, so no D-Bus call or netlink event waits behind it."""
+    steps = _probe_steps(btf_path)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            result: ProbeResult = done.value
+            return result
+        await asyncio.sleep(0)

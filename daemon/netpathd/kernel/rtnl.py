@@ -50,8 +50,6 @@ import socket
 import struct
 from collections.abc import Callable, Iterator
 
-from pyroute2.netns import create_socket
-
 from netpathd.errors import Failed
 from netpathd.kernel.rtnl_decode import (
     ROUTE_TYPES,
@@ -128,7 +126,12 @@ def open_socket(netns: str | None, *, events: bool, rcvbuf: int = 0) -> socket.s
     socket there and passes it back, so the calling process never changes
     namespace (a few milliseconds, only taken by tests and tools).
     """
-    sock: socket.socket = create_socket(netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    if netns is None:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    else:
+        from pyroute2.netns import create_socket  # noqa: PLC0415 - 10 ms the daemon never needs
+
+        sock = create_socket(netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
     try:
         if events:
             code = route_filter()
