@@ -34,6 +34,7 @@ def main() -> int:
         workdir = Path(tmp)
         with running_daemon(ns, bus, workdir, "--log-level=debug") as daemon:
             address = bus.address
+            ctl = ROOT / ".venv" / "bin" / "netpathctl"
             print(
                 f"""
 netpathd is running (pid {daemon.process.pid}) in network namespace {ns.name}
@@ -42,8 +43,17 @@ on a private bus. Try, in another terminal:
   busctl --address={address} get-property org.netpathd1 /org/netpathd1 \\
       org.netpathd1.Manager Version
   busctl --address={address} introspect org.netpathd1 /org/netpathd1
-  NETPATHD_BUS_ADDRESS={address} {ROOT}/.venv/bin/netpathctl status
-  ip netns exec {ns.name} ip addr          # the sandbox's links
+
+  export NETPATHD_BUS_ADDRESS={address}
+  {ctl} status
+  {ctl} dns set wan connection.interface-name wan0 connection.type ethernet \\
+      ipv4.dns 203.0.113.53
+  {ctl} dns explain
+  {ctl} mptcp enable
+  {ctl} mptcp endpoint add 198.51.100.2 dev lan0 subflow
+  {ctl} mptcp endpoint show
+  ip netns exec {ns.name} ip mptcp endpoint show     # the kernel agrees
+  ip netns exec {ns.name} cat {daemon.resolv_conf}
 
 State: {daemon.state_dir}   Config: {daemon.config_dir}   Resolver file: {daemon.resolv_conf}
 Press Ctrl-C to stop and remove everything.
