@@ -19,7 +19,6 @@ from netpathd.model.netstate import (
     RouteSeen,
     apply,
     apply_all,
-    changed_aspects,
 )
 
 V4 = ipaddress.IPv4Address
@@ -101,21 +100,6 @@ def test_best_route_prefers_the_lowest_metric() -> None:
     assert state.best_default_route(Family.IPV4) == route4(3, 50, "198.51.100.1")
     state = apply(state, RouteGone(route4(3, 50, "198.51.100.1")))
     assert state.best_default_route(Family.IPV4) == route4(2, 100)
-
-
-def test_changed_aspects_names_what_changed() -> None:
-    assert not changed_aspects(BASE, BASE)
-    up_down = changed_aspects(BASE, apply(BASE, LinkSeen(Link(3, "eth1", False))))
-    assert up_down.links
-    assert up_down.default_routes  # eth1's IPv4 route went with it
-    assert up_down.best_route_families == frozenset()
-    better = changed_aspects(BASE, apply(BASE, RouteSeen(route4(3, 10, "198.51.100.1"))))
-    assert better.best_route_families == {Family.IPV4}
-    assert not better.links
-    assert not better.addresses
-    dad = changed_aspects(BASE, apply(BASE, AddressSeen(addr4(3, 20))))
-    assert dad.addresses
-    assert not dad.default_routes
 
 
 @dataclass

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from netpathd.ctl.client import Client
 
 MPTCP = "org.netpathd1.Mptcp"
-FLAG_WORDS = ("signal", "subflow", "backup", "fullmesh", "laminar")
 U32_MAX = 0xFFFFFFFF
 
 

@@ -45,9 +45,6 @@ class RcManager(Enum):
     UNMANAGED = "unmanaged"
 
 
-DEFAULT_RC_MANAGER = RcManager.SYMLINK
-
-
 def render(result: DnsResult) -> str:
     lines = [HEADER]
     if result.searches:

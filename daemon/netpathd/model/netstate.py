@@ -3,9 +3,7 @@
 The rtnetlink adapter translates every kernel message into one of the events
 below and folds it in with `apply`; a dump is the same fold started from an
 empty `NetState`, so an event stream and a re-dump always agree (the unit
-tests check exactly that).  `changed_aspects` lets consumers skip work: DNS
-ordering only cares about links and the best default route per family, the
-automatic MPTCP endpoints also about addresses and per-link default routes.
+tests check exactly that).
 
 The kernel removes some IPv4 routes without telling anyone, and the reducers
 replay those rules so the state does not keep routes the kernel has dropped:
@@ -167,35 +165,3 @@ def apply_all(state: NetState, events: Iterable[NetEvent]) -> NetState:
     for event in events:
         state = apply(state, event)
     return state
-
-
-@dataclass(frozen=True, slots=True)
-class Changes:
-    """Which aspects differ between two states, so consumers can skip work.
-
-    `links` covers the set of ifindexes, names and IFF_UP; `default_routes`
-    any main-table default route (MPTCP endpoints need "this link has a
-    default route of this family"); `best_route_families` the families whose
-    best default route changed (DNS ordering prefers that link).
-    """
-
-    links: bool = False
-    addresses: bool = False
-    default_routes: bool = False
-    best_route_families: frozenset[Family] = frozenset()
-
-    def __bool__(self) -> bool:
-        return self.links or self.addresses or self.default_routes
-
-
-def changed_aspects(old: NetState, new: NetState) -> Changes:
-    return Changes(
-        links=old.links != new.links,
-        addresses=old.addresses != new.addresses,
-        default_routes=old.default_routes != new.default_routes,
-        best_route_families=frozenset(
-            family
-            for family in Family
-            if old.best_default_route(family) != new.best_default_route(family)
-        ),
-    )
