@@ -6,6 +6,7 @@ import os
 import select
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -143,3 +144,20 @@ def test_no_watchdog_pings_for_another_process(bus: PrivateBus, ns: Netns, tmp_p
         daemon.signal(signal.SIGTERM)
         daemon.wait_notify("STOPPING=1", timeout=5)
         assert not any("WATCHDOG=1" in message for message in daemon.messages)
+
+
+def test_bus_address_from_the_environment(bus: PrivateBus, ns: Netns, tmp_path: Path) -> None:
+    env = {"NETPATHD_BUS_ADDRESS": bus.address}
+    with running_daemon(ns, bus, tmp_path, env=env) as daemon:
+        assert not any(arg.startswith("--bus-address") for arg in daemon.process.args)
+        assert bus.busctl("get-property", *MANAGER, "State").strip() == 's "running"'
+        status = subprocess.run(
+            [sys.executable, "-m", "netpathd.ctl.main", "status"],
+            env={**daemon_env(), **env},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert status.returncode == 0, status.stderr
+        assert "State: running" in status.stdout

@@ -26,12 +26,14 @@ ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 20.0
 
 
-def daemon_argv(ns: Netns, bus_address: str, workdir: Path, *extra: str) -> list[str]:
+def daemon_argv(ns: Netns, bus_address: str | None, workdir: Path, *extra: str) -> list[str]:
+    """The daemon's command line; ``bus_address`` None leaves the address to the environment."""
+    address = [] if bus_address is None else [f"--bus-address={bus_address}"]
     return ns.exec_argv(
         sys.executable,
         "-m",
         "netpathd",
-        f"--bus-address={bus_address}",
+        *address,
         f"--config-dir={workdir / 'config'}",
         f"--state-dir={workdir / 'state'}",
         f"--resolv-conf={workdir / 'resolv.conf'}",
@@ -43,6 +45,7 @@ def daemon_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT / "daemon")
     env.pop("NOTIFY_SOCKET", None)
+    env.pop("NETPATHD_BUS_ADDRESS", None)  # a developer's shell must not redirect the tests
     return env
 
 
@@ -105,7 +108,7 @@ def start_daemon(
     notify.bind(notify_path)
     env = {**daemon_env(), **(env or {}), "NOTIFY_SOCKET": notify_path}
     process = subprocess.Popen(
-        daemon_argv(ns, bus.address, workdir, *extra),
+        daemon_argv(ns, None if "NETPATHD_BUS_ADDRESS" in env else bus.address, workdir, *extra),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
