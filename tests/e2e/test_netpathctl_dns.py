@@ -6,7 +6,7 @@ import pytest
 
 from tests.integration.test_dns_daemon import nameservers, topology
 from tests.support.bus import PrivateBus
-from tests.support.ctl import netpathctl
+from tests.support.ctl import netpathctl, netpathctl_ok
 from tests.support.daemon import Daemon
 from tests.support.netns import Netns
 
@@ -14,9 +14,7 @@ pytestmark = pytest.mark.integration
 
 
 def ok(bus: PrivateBus, *argv: str) -> str:
-    result = netpathctl(bus.address, *argv)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    return netpathctl_ok(bus.address, *argv)
 
 
 def test_set_show_explain_remove(daemon: Daemon, bus: PrivateBus, ns: Netns) -> None:

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.support.bus import PrivateBus
-from tests.support.ctl import netpathctl
+from tests.support.ctl import netpathctl, netpathctl_ok
 from tests.support.daemon import Daemon, daemon_env
 from tests.support.netns import Netns
 
@@ -21,9 +21,7 @@ pytestmark = pytest.mark.integration
 
 
 def ok(bus: PrivateBus, *argv: str) -> str:
-    result = netpathctl(bus.address, *argv)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    return netpathctl_ok(bus.address, *argv)
 
 
 def test_endpoint_add_show_change_delete(daemon: Daemon, ns: Netns, bus: PrivateBus) -> None:

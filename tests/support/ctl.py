@@ -17,3 +17,10 @@ def netpathctl(bus_address: str, *argv: str) -> subprocess.CompletedProcess[str]
         timeout=60,
         check=False,
     )
+
+
+def netpathctl_ok(bus_address: str, *argv: str) -> str:
+    """netpathctl's stdout; the test fails with its stderr when it exits non-zero."""
+    result = netpathctl(bus_address, *argv)
+    assert result.returncode == 0, result.stderr
+    return result.stdout

@@ -7,6 +7,7 @@ fast (no pyroute2, no daemon code).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from dbus_fast import Message, MessageType, Variant
@@ -67,6 +68,27 @@ class Client:
             text = reply.body[0] if reply.body else reply.error_name or ""
             raise CallFailed(reply.error_name or "", str(text))
         return list(reply.body)
+
+    def add_message_handler(self, handler: Callable[[Message], bool | None]) -> None:
+        self._bus.add_message_handler(handler)
+
+    async def add_match(self, rule: str) -> None:
+        """Ask the bus to route matching signals to us (the bus, not the daemon, answers)."""
+        reply = await asyncio.wait_for(
+            self._bus.call(
+                Message(
+                    destination="org.freedesktop.DBus",
+                    path="/org/freedesktop/DBus",
+                    interface="org.freedesktop.DBus",
+                    member="AddMatch",
+                    signature="s",
+                    body=[rule],
+                )
+            ),
+            CALL_TIMEOUT,
+        )
+        if reply is not None and reply.message_type is MessageType.ERROR:
+            raise CallFailed(reply.error_name or "", str(reply.body[0] if reply.body else ""))
 
     async def get_all(self, interface: str) -> dict[str, Any]:
         (values,) = await self.call("org.freedesktop.DBus.Properties", "GetAll", "s", [interface])

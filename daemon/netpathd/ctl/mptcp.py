@@ -237,16 +237,11 @@ async def monitor(client: Client, args: argparse.Namespace) -> None:
     Signals need a connection of our own with a match rule; the Client's
     connection only makes calls (and first proves that netpathd answers).
     """
-    from dbus_fast import BusType, Message, MessageType  # noqa: PLC0415
-    from dbus_fast.aio import MessageBus  # noqa: PLC0415
+    from dbus_fast import Message, MessageType  # noqa: PLC0415
 
     from netpathd import BUS_NAME, OBJECT_PATH  # noqa: PLC0415
 
     await client.call("org.freedesktop.DBus.Peer", "Ping")  # exit 69 without a daemon
-    address = args.bus_address
-    bus = MessageBus(bus_address=address) if address else MessageBus(bus_type=BusType.SYSTEM)
-    await asyncio.wait_for(bus.connect(), 30)
-
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -264,24 +259,13 @@ async def monitor(client: Client, args: argparse.Namespace) -> None:
             print(line if args.json else event_line(kind, plain), flush=True)
         return None
 
-    rule = f"type='signal',sender='{BUS_NAME}',path='{OBJECT_PATH}',interface='{MPTCP}'"
-    bus.add_message_handler(on_message)
-    try:
-        await bus.call(
-            Message(
-                destination="org.freedesktop.DBus",
-                path="/org/freedesktop/DBus",
-                interface="org.freedesktop.DBus",
-                member="AddMatch",
-                signature="s",
-                body=[rule],
-            )
-        )
-        # on stderr, so that stdout holds only events (and scripts can wait for this line)
-        print("monitoring MPTCP events (Ctrl-C to stop)", file=sys.stderr, flush=True)
-        await stop.wait()
-    finally:
-        bus.disconnect()
+    client.add_message_handler(on_message)
+    await client.add_match(
+        f"type='signal',sender='{BUS_NAME}',path='{OBJECT_PATH}',interface='{MPTCP}'"
+    )
+    # on stderr, so that stdout holds only events (and scripts can wait for this line)
+    print("monitoring MPTCP events (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    await stop.wait()
 
 
 # -- the verbs table -----------------------------------------------------------------
