@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from netpathd.errors import Failed, NotFound
+from netpathd.errors import ConfigError, Failed, NotFound
 from netpathd.files.atomic import write_atomic
 from netpathd.files.config import read_config_text
 from netpathd.files.resolv_conf import RcManager, render, write_resolv_conf
@@ -58,6 +58,7 @@ class DnsManager:
         self._admin = DnsConfig()
         self._persisted = DnsConfig()
         self._runtime: dict[str, DnsConnection] = {}
+        self._state_file_error: ConfigError | None = None
         self._state = NetState()
         self._result = DnsResult()
         self._written: str | None = None
@@ -97,20 +98,36 @@ class DnsManager:
     # -- loading ---------------------------------------------------------------
 
     def load(self) -> None:
-        """Read both files; raises ConfigError and changes nothing when one is bad."""
-        admin = read_dns_config(self._admin_path)
-        persisted = read_dns_config(self._state_path)
-        # Creation order: the admin's connections first, then the persisted ones.
-        offset = len(admin.connections)
-        persisted = dataclasses.replace(
-            persisted,
-            connections=tuple(
-                dataclasses.replace(conn, created_seq=conn.created_seq + offset)
-                for conn in persisted.connections
-            ),
-        )
-        self._admin, self._persisted = admin, persisted
+        """Read both files, each all or nothing, then raise the first error (ConfigError).
+
+        A bad file keeps what was last loaded from it (nothing, at start) while the other
+        still loads.  A bad state file also blocks persisting until it is fixed: writing
+        over it would throw away every connection it still holds.
+        """
+        errors: list[ConfigError] = []
+        try:
+            self._admin = read_dns_config(self._admin_path)
+        except ConfigError as error:
+            errors.append(error)
+        try:
+            persisted = read_dns_config(self._state_path)
+        except ConfigError as error:
+            errors.append(error)
+            self._state_file_error = error
+        else:
+            self._state_file_error = None
+            # Creation order: the admin's connections first, then the persisted ones.
+            offset = len(self._admin.connections)
+            self._persisted = dataclasses.replace(
+                persisted,
+                connections=tuple(
+                    dataclasses.replace(conn, created_seq=conn.created_seq + offset)
+                    for conn in persisted.connections
+                ),
+            )
         self._recompute()
+        if errors:
+            raise errors[0]
 
     # -- changes -----------------------------------------------------------------
 
@@ -157,6 +174,11 @@ class DnsManager:
 
     def _persist(self, config: DnsConfig) -> None:
         """Write first, then adopt: a failed write leaves memory and disk agreeing."""
+        if self._state_file_error is not None:
+            raise Failed(
+                f"not saving over {self._state_path}, which could not be read "
+                f"({self._state_file_error.reason}): fix or remove it, then call Reload()"
+            )
         self._state_path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(self._state_path, render_connections_file(config).encode())
         self._persisted = config

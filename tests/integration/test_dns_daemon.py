@@ -277,3 +277,36 @@ async def test_admin_connections_load_and_cannot_be_removed_over_the_bus(
         assert bad.value.name == "org.netpathd1.Error.InvalidConfiguration"
         assert f"{admin}:3: connection.type" in bad.value.text
         assert await client.get(DNS, "Nameservers") == ["198.51.100.53"]
+
+
+async def test_a_corrupt_state_file_is_never_saved_over(
+    bus: PrivateBus, ns: Netns, tmp_path: Path
+) -> None:
+    from tests.support.daemon import running_daemon  # noqa: PLC0415
+
+    topology(ns)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "state").mkdir()
+    (tmp_path / "config" / "dns.conf").write_text(
+        '[connection "office"]\nconnection.interface-name = lan0\n'
+        "connection.type = ethernet\nipv4.dns = 198.51.100.53\n"
+    )
+    state = tmp_path / "state" / "dns.conf"
+    state.write_text('[connection "home"]\nconnection.interface-name = wan0\nbogus\n')
+    with running_daemon(ns, bus, tmp_path) as daemon:
+        async with bus_client(bus.address) as client:
+            assert await client.get(DNS, "Nameservers") == ["198.51.100.53"]  # admin still loads
+            with pytest.raises(CallError) as refused:
+                await set_connection(client, "wan", connection("wan0"))
+            assert refused.value.name == "org.netpathd1.Error.Failed"
+            assert f"not saving over {state}" in refused.value.text
+            assert "bogus" in state.read_text()
+            await client.call(DNS, "SetConnectionRuntime", "sa{sv}", ["wan", connection("wan0")])
+            state.write_text(
+                '[connection "home"]\nconnection.interface-name = wan0\n'
+                "connection.type = ethernet\nipv4.dns = 192.0.2.53\n"
+            )
+            await client.call("org.netpathd1.Manager", "Reload")
+            await client.wait_change(DNS, "Nameservers", ["192.0.2.53", "198.51.100.53"])
+            await set_connection(client, "wan", connection("wan0"))  # saving works again
+    assert f"{state}:3:" in daemon.stop()
