@@ -358,6 +358,28 @@ def test_bad_admin_file_at_start_is_logged_and_the_daemon_serves(
     assert f"{config}:2: subflows must be between 0 and 8, got 12" in stderr
 
 
+async def test_a_corrupt_state_file_is_never_saved_over(
+    eth_ns: Netns, bus: PrivateBus, tmp_path: Path
+) -> None:
+    state = tmp_path / "state" / "mptcp.conf"
+    state.parent.mkdir()
+    state.write_text('[endpoint "192.0.2.1"]\nflags = signal\nsurprise = yes\n')
+    with running_daemon(eth_ns, bus, tmp_path) as daemon:
+        async with connected(bus) as client:
+            with pytest.raises(CallError) as refused:
+                await client.call("AddEndpoint", "sassqu", ["192.0.2.1", ["signal"], "", 0, 0])
+            assert refused.value.name == "org.netpathd1.Error.Failed"
+            assert f"not saving over {state}" in refused.value.text
+            assert endpoints(eth_ns) == ""  # the kernel change was taken back
+            assert "surprise" in state.read_text()
+            await client.call("AddEndpointRuntime", "sassqu", ["192.0.2.1", ["signal"], "", 0, 0])
+            state.write_text('[endpoint "192.0.2.1"]\nflags = signal\n')
+            await client.client.call("org.netpathd1.Manager", "Reload")
+            await client.call("SetLimits", "uu", [2, 1])  # persisting works again
+        stderr = daemon.stop()
+    assert f"{state}:3:" in stderr
+
+
 # -- refusals ---------------------------------------------------------------------------------
 
 BAD_INPUTS = [

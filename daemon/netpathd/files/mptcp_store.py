@@ -25,8 +25,9 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
-from netpathd.errors import ConfigError
+from netpathd.errors import ConfigError, Failed
 from netpathd.files.atomic import write_atomic
+from netpathd.files.config import read_config_text
 from netpathd.model.mptcp_config import (
     EndpointConfig,
     EndpointKey,
@@ -51,13 +52,8 @@ had before a runtime-only change, so that a restart can take those changes back.
 
 def read_config(path: Path, *, record: bool = False) -> MptcpConfig:
     """The configuration in ``path``; empty when there is no file; ConfigError when bad."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return MptcpConfig()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(str(path), 0, f"cannot read: {error}") from error
-    return parse_config(text, str(path), record=record)
+    text = read_config_text(path)
+    return MptcpConfig() if text is None else parse_config(text, str(path), record=record)
 
 
 class MptcpStore:
@@ -69,6 +65,9 @@ class MptcpStore:
         self.persisted = MptcpConfig()
         self.runtime = MptcpConfig()
         self.applied = MptcpConfig()
+        # A state file that could not be read is never saved over: that would throw away
+        # everything it still holds.  Persisting is refused until a reload reads it.
+        self.state_error: ConfigError | None = None
 
     def load(self) -> None:
         """Read every file; a bad one is logged and left empty (used at start)."""
@@ -81,10 +80,19 @@ class MptcpStore:
                 setattr(self, attribute, read_config(path, record=attribute == "applied"))
             except ConfigError as error:
                 log.error("MPTCP configuration not loaded: %s", error.message)
+                if attribute == "persisted":
+                    self.state_error = error
 
     def reload_admin(self) -> None:
-        """Re-read the administrator's file; a bad one raises and the last good stays."""
+        """Re-read the administrator's file; a bad one raises and the last good stays.
+
+        A state file that was unreadable is tried again too, so fixing it and reloading
+        is enough to persist changes again.
+        """
         self.admin = read_config(self.admin_path)
+        if self.state_error is not None:
+            self.persisted = read_config(self.state_path)
+            self.state_error = None
 
     def desired(self) -> MptcpConfig:
         return merge(self.admin, self.persisted, self.runtime)
@@ -94,6 +102,11 @@ class MptcpStore:
         return merge(self.admin, self.persisted)
 
     def persist(self, config: MptcpConfig) -> None:
+        if self.state_error is not None:
+            raise Failed(
+                f"not saving over {self.state_path}, which could not be read "
+                f"({self.state_error.reason}): fix or remove it, then call Reload()"
+            )
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(self.state_path, render_config(config, STATE_HEADER).encode())
         self.persisted = config
