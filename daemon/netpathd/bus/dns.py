@@ -10,7 +10,6 @@ from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
 from netpathd.bus.errors import dbus_errors
 from netpathd.dns_manager import DnsManager
-from netpathd.errors import InvalidArgument
 from netpathd.model.dns import DnsEntry, effective_priority
 from netpathd.model.dns_settings import SETTINGS_SIGNATURES, make_global_priority, to_settings
 from netpathd.model.links import Family
@@ -114,9 +113,9 @@ class DnsInterface(ServiceInterface):
     @GlobalDnsPriority.setter  # type: ignore[no-redef]
     @dbus_errors
     def GlobalDnsPriority(self, value: PriorityPair) -> None:
-        if len(value) != 2:
-            raise InvalidArgument("GlobalDnsPriority takes (ipv4, ipv6)")
-        self._dns.set_global_priority(make_global_priority(value[0], value[1]))
+        # dbus-fast has already refused any variant that is not "(ii)"
+        ipv4, ipv6 = value
+        self._dns.set_global_priority(make_global_priority(ipv4, ipv6))
 
     def _on_change(self, names: frozenset[str]) -> None:
         values: dict[str, Any] = {
