@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dbus_fast import Variant
@@ -47,6 +48,21 @@ async def set_connection(client: BusClient, name: str, settings: dict[str, Varia
     await client.call(DNS, "SetConnection", "sa{sv}", [name, settings])
 
 
+async def wan_and_lan(client: BusClient) -> None:
+    """wan (192.0.2.53) and lan (198.51.100.53) at the default priority: wan0 holds the best
+    default route, so wan comes first."""
+    await set_connection(client, "wan", connection("wan0", ipv4_dns=servers("192.0.2.53")))
+    await set_connection(client, "lan", connection("lan0", ipv4_dns=servers("198.51.100.53")))
+    await client.wait_change(DNS, "Nameservers", ["192.0.2.53", "198.51.100.53"])
+
+
+async def explain_entry(client: BusClient, name: str, family: str = "ipv4") -> dict[str, Any]:
+    """The Explain() entry of one connection and family, as plain values."""
+    (entries,) = await client.call(DNS, "Explain")
+    (entry,) = [e for e in entries if e["connection"].value == name and e["family"].value == family]
+    return {key: variant.value for key, variant in entry.items()}
+
+
 def nameservers(path: Path) -> list[str]:
     return [
         line.split()[1] for line in path.read_text().splitlines() if line.startswith("nameserver")
@@ -72,19 +88,13 @@ async def test_moving_the_default_route_swaps_equal_priorities(
 ) -> None:
     topology(ns)
     async with bus_client(bus.address) as client:
-        await set_connection(client, "lan", connection("lan0", ipv4_dns=servers("198.51.100.53")))
-        await set_connection(client, "wan", connection("wan0", ipv4_dns=servers("192.0.2.53")))
-        await client.wait_change(DNS, "Nameservers", ["192.0.2.53", "198.51.100.53"])
+        await wan_and_lan(client)
         ns.ip("route", "replace", "default", "via", "198.51.100.1", "dev", "lan0", "metric", "50")
         await client.wait_change(DNS, "Nameservers", ["198.51.100.53", "192.0.2.53"])
         assert nameservers(daemon.resolv_conf) == ["198.51.100.53", "192.0.2.53"]
-        (explained,) = [
-            entry
-            for entry in (await client.call(DNS, "Explain"))[0]
-            if entry["connection"].value == "lan" and entry["family"].value == "ipv4"
-        ]
-        assert explained["rank"].value == "default-route"
-        assert explained["included"].value is True
+        explained = await explain_entry(client, "lan")
+        assert explained["rank"] == "default-route"
+        assert explained["included"] is True
 
 
 async def test_vpn_wins_ties_and_negative_priority_excludes(
@@ -102,12 +112,8 @@ async def test_vpn_wins_ties_and_negative_priority_excludes(
         )
         await client.wait_change(DNS, "Nameservers", ["192.0.2.53"])
         assert nameservers(daemon.resolv_conf) == ["192.0.2.53"]
-        (corp,) = [
-            entry
-            for entry in (await client.call(DNS, "Explain"))[0]
-            if entry["connection"].value == "corp" and entry["family"].value == "ipv4"
-        ]
-        assert corp["status"].value == "excluded-by-negative-priority"
+        corp = await explain_entry(client, "corp")
+        assert corp["status"] == "excluded-by-negative-priority"
 
 
 async def test_interface_down_removes_its_servers(
@@ -115,9 +121,7 @@ async def test_interface_down_removes_its_servers(
 ) -> None:
     topology(ns)
     async with bus_client(bus.address) as client:
-        await set_connection(client, "wan", connection("wan0", ipv4_dns=servers("192.0.2.53")))
-        await set_connection(client, "lan", connection("lan0", ipv4_dns=servers("198.51.100.53")))
-        await client.wait_change(DNS, "Nameservers", ["192.0.2.53", "198.51.100.53"])
+        await wan_and_lan(client)
         ns.ip("link", "set", "wan0", "down")
         await client.wait_change(DNS, "Nameservers", ["198.51.100.53"])
         ns.ip("link", "set", "wan0", "up")
@@ -130,9 +134,7 @@ async def test_a_burst_of_route_changes_gives_few_writes_and_the_right_file(
 ) -> None:
     topology(ns)
     async with bus_client(bus.address) as client:
-        await set_connection(client, "lan", connection("lan0", ipv4_dns=servers("198.51.100.53")))
-        await set_connection(client, "wan", connection("wan0", ipv4_dns=servers("192.0.2.53")))
-        await client.wait_change(DNS, "Nameservers", ["192.0.2.53", "198.51.100.53"])
+        await wan_and_lan(client)
         batch = tmp_path / "routes.batch"
         lines = []
         for step in range(1000):  # lan0's metric swings around wan0's 100, ending below it
