@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from netpathd.errors import ConfigError, Failed, NotFound
-from netpathd.files.atomic import write_atomic
 from netpathd.files.config import read_config_text
 from netpathd.files.resolv_conf import RcManager, render, write_resolv_conf
+from netpathd.files.state import save_state
 from netpathd.model.dns import DnsConnection, DnsResult, GlobalDnsPriority, order
 from netpathd.model.dns_settings import (
     DnsConfig,
@@ -174,13 +174,7 @@ class DnsManager:
 
     def _persist(self, config: DnsConfig) -> None:
         """Write first, then adopt: a failed write leaves memory and disk agreeing."""
-        if self._state_file_error is not None:
-            raise Failed(
-                f"not saving over {self._state_path}, which could not be read "
-                f"({self._state_file_error.reason}): fix or remove it, then call Reload()"
-            )
-        self._state_path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(self._state_path, render_connections_file(config).encode())
+        save_state(self._state_path, render_connections_file(config), self._state_file_error)
         self._persisted = config
 
     def _recompute(self, extra: frozenset[str] = frozenset()) -> None:

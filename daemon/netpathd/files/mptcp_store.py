@@ -25,9 +25,10 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
-from netpathd.errors import ConfigError, Failed
+from netpathd.errors import ConfigError
 from netpathd.files.atomic import write_atomic
 from netpathd.files.config import read_config_text
+from netpathd.files.state import save_state
 from netpathd.model.mptcp_config import (
     EndpointConfig,
     EndpointKey,
@@ -102,13 +103,7 @@ class MptcpStore:
         return merge(self.admin, self.persisted)
 
     def persist(self, config: MptcpConfig) -> None:
-        if self.state_error is not None:
-            raise Failed(
-                f"not saving over {self.state_path}, which could not be read "
-                f"({self.state_error.reason}): fix or remove it, then call Reload()"
-            )
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.state_path, render_config(config, STATE_HEADER).encode())
+        save_state(self.state_path, render_config(config, STATE_HEADER), self.state_error)
         self.persisted = config
 
     def record_applied(self, applied: MptcpConfig) -> None:
