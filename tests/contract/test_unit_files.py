@@ -58,3 +58,25 @@ def test_activation_file_names_the_unit_and_the_bus_name() -> None:
     assert activation["SystemdService"] == UNIT.name
     assert activation["User"] == "root"
     assert unit["Install"]["Alias"] == "dbus-org.netpathd1.service"
+
+
+def seconds(value: str) -> float:
+    """A systemd time span as written in this unit: plain seconds, or with s/ms/min."""
+    for suffix, factor in (("ms", 0.001), ("min", 60.0), ("s", 1.0)):
+        if value.endswith(suffix):
+            return float(value.removesuffix(suffix)) * factor
+    return float(value)
+
+
+def test_restart_policy_survives_a_crash_loop() -> None:
+    """A crash loop must never leave the service stopped (issue 8 item 1).
+
+    systemd stops restarting a unit that starts StartLimitBurst= times (default 5) within
+    StartLimitIntervalSec= (default 10 s); a caller able to crash it every second would
+    leave it dead. systemd 252 (Debian 12) has no RestartSteps=/RestartMaxDelaySec=
+    (254), so the limit is switched off and RestartSec= keeps the loop from spinning.
+    """
+    unit = read_ini(UNIT)
+    assert unit["Service"]["Restart"] in {"on-failure", "always"}
+    assert seconds(unit["Unit"].get("StartLimitIntervalSec", "10s")) == 0
+    assert seconds(unit["Service"]["RestartSec"]) >= 2
