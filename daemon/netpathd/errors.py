@@ -56,6 +56,12 @@ class NotSupported(NetpathdError):
     dbus_name = ERROR_PREFIX + "NotSupported"
 
 
+class LimitsExceeded(NetpathdError):
+    """The caller has too many calls waiting for replies; it may retry once they are answered."""
+
+    dbus_name = ERROR_PREFIX + "LimitsExceeded"
+
+
 class ConfigError(NetpathdError):
     """A configuration file cannot be used; the message names the file and line."""
 
@@ -75,5 +81,6 @@ ALL_ERRORS: tuple[type[NetpathdError], ...] = (
     AlreadyExists,
     PermissionDenied,
     NotSupported,
+    LimitsExceeded,
     ConfigError,
 )

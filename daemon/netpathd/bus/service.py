@@ -15,14 +15,19 @@ from dbus_fast.errors import DBusError
 from dbus_fast.service import ServiceInterface
 
 from netpathd import BUS_NAME, OBJECT_PATH
+from netpathd.bus.flow_control import FlowControlledBus
 from netpathd.errors import Failed
 
 CONNECT_TIMEOUT = 10.0
 
 
 async def connect(address: str | None) -> MessageBus:
-    """The bus at ``address``, or the system bus."""
-    bus = MessageBus(bus_address=address) if address else MessageBus(bus_type=BusType.SYSTEM)
+    """The bus at ``address``, or the system bus, with flow control (bus/flow_control.py)."""
+    bus = (
+        FlowControlledBus(bus_address=address)
+        if address
+        else FlowControlledBus(bus_type=BusType.SYSTEM)
+    )
     where = address or "the system bus"
     try:
         return await asyncio.wait_for(bus.connect(), CONNECT_TIMEOUT)
