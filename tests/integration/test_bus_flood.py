@@ -62,7 +62,7 @@ def assert_survived(daemon: Daemon, bus: PrivateBus, replies: dict[str, int]) ->
     bus.busctl("call", "org.netpathd1", "/org/netpathd1", "org.freedesktop.DBus.Peer", "Ping")
 
 
-@pytest.mark.parametrize("kind", ["ping", "get"])
+@pytest.mark.parametrize("kind", ["ping", "get", "introspect"])
 def test_unprivileged_flood_leaves_the_daemon_up(
     daemon: Daemon, bus: PrivateBus, kind: str
 ) -> None:

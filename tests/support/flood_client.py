@@ -29,6 +29,13 @@ def flood_message(kind: str, serial: int) -> bytes:
         message = Message(
             destination=DEST, path=PATH, interface="org.freedesktop.DBus.Peer", member="Ping"
         )
+    elif kind == "introspect":  # the largest reply anyone may ask for
+        message = Message(
+            destination=DEST,
+            path=PATH,
+            interface="org.freedesktop.DBus.Introspectable",
+            member="Introspect",
+        )
     else:
         message = Message(
             destination=DEST,
@@ -124,7 +131,7 @@ async def flood(
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--socket", required=True, help="the bus socket's path")
-    parser.add_argument("--kind", choices=("ping", "get"), default="ping")
+    parser.add_argument("--kind", choices=("ping", "get", "introspect"), default="ping")
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--calls", type=int, default=20_000, help="in total, over all connections")
     parser.add_argument("--in-flight", type=int, default=400, help="per connection")
