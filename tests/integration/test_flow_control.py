@@ -155,16 +155,32 @@ async def test_signals_wait_for_a_full_socket_and_coalesce(
 async def test_unknown_names_are_not_echoed_in_full(daemon: Daemon, bus: PrivateBus) -> None:
     long_name = "X" * 100_000
     async with bus_client(bus.address) as client:
-        for interface, name, wanted in [
-            ("org.netpathd1.Manager", long_name, "org.freedesktop.DBus.Error.UnknownProperty"),
-            (long_name, "Version", "org.freedesktop.DBus.Error.UnknownInterface"),
-            ("org.freedesktop.DBus.Peer", long_name, "org.freedesktop.DBus.Error.UnknownProperty"),
+        for path, interface, name, wanted in [
+            (
+                PATH,
+                "org.netpathd1.Manager",
+                long_name,
+                "org.freedesktop.DBus.Error.UnknownProperty",
+            ),
+            (PATH, long_name, "Version", "org.freedesktop.DBus.Error.UnknownInterface"),
+            (
+                PATH,
+                "org.freedesktop.DBus.Peer",
+                long_name,
+                "org.freedesktop.DBus.Error.UnknownProperty",
+            ),
+            (
+                "/" + long_name,
+                "org.netpathd1.Manager",
+                "Version",
+                "org.freedesktop.DBus.Error.UnknownObject",
+            ),
         ]:
             reply = await asyncio.wait_for(
                 client.bus.call(
                     Message(
                         destination=NAME,
-                        path=PATH,
+                        path=path,
                         interface="org.freedesktop.DBus.Properties",
                         member="Get",
                         signature="ss",

@@ -18,9 +18,9 @@ allowed calls used to take netpathd down (issue 8 item 1):
 * **Coalesced signals.** While the write queue is backed up, PropertiesChanged of one
   interface merge into one signal and other signals wait in a bounded queue (the oldest
   are dropped and counted in the log), so bursts cannot grow memory without bound.
-* **Bounded error text.** dbus-fast echoes the property and interface names of a failed
-  ``Properties.Get``/``Set`` into its error, which lets the caller pick the reply size;
-  those errors are answered here with the names cut short.
+* **Bounded error text.** dbus-fast echoes the object path, interface and property names
+  of a failed ``Properties`` call into its error, which lets the caller pick the reply
+  size; those errors are answered here with the names cut short.
 """
 
 from __future__ import annotations
@@ -218,15 +218,18 @@ class FlowControlledBus(MessageBus):
     # -- bounded error text --------------------------------------------------------------
 
     def _refuse_unknown_names(self, msg: Message) -> Message | None:
-        """Answer a failing Properties.Get/Set before dbus-fast echoes the caller's names."""
+        """Answer a failing Properties call before dbus-fast echoes the caller's names."""
         if (
             msg.message_type is not MessageType.METHOD_CALL
             or msg.interface != PROPERTIES
             or PROPERTY_SIGNATURES.get(msg.member or "") != msg.signature
             or not msg.body[0]
-            or (exported := self._path_exports.get(msg.path or "")) is None
         ):
             return None
+        if (exported := self._path_exports.get(msg.path or "")) is None:
+            return Message.new_error(
+                msg, ErrorType.UNKNOWN_OBJECT.value, f'no object at "{cut(msg.path or "")}"'
+            )
         interface_name: str = msg.body[0]
         interface = exported.get(interface_name)
         if interface is None and interface_name not in STANDARD_INTERFACES:
