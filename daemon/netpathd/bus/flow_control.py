@@ -7,10 +7,11 @@ allowed calls used to take netpathd down (issue 8 item 1):
   (``dbus_fast/aio/message_bus.py``, checked against dbus-fast 5.2.0) catches every
   exception of ``sock.send()``, including the EAGAIN of a full send buffer, and finalizes
   the bus as if the connection were lost. The bug is open upstream as python-dbus-next
-  #153, which dbus-fast inherits. The writer already resumes a partial write when the
-  socket becomes writable, so its socket is wrapped: a send that would block reports
-  zero bytes written and the writer waits. `install_draining_writes` checks at start that
-  the internals it relies on are still there and refuses to run otherwise.
+  #153 (fix proposed in its pull request #154, unmerged), which dbus-fast inherits. The
+  writer already resumes a partial write when the socket becomes writable, so its socket
+  is wrapped: a send that would block reports zero bytes written and the writer waits.
+  `install_draining_writes` checks at start that the internals it relies on are still
+  there and refuses to run otherwise.
 * **Bounded work per client.** At most `MAX_PENDING_CALLS` calls per sender may be
   between arrival and the moment their reply is written; more are refused at once with
   LimitsExceeded, the way the system bus refuses a client's 129th pending reply (calls
