@@ -104,6 +104,8 @@ async def test_a_fifo_is_refused_promptly_and_the_daemon_stays_responsive(
 
 BAD_FILES = [
     ("mptcp.conf", '[endpoint "192.0.2.1"]\nflags = turbo\n', 2),
+    ("mptcp.conf", '[endpoint "fe80::1%eth1"]\nflags = subflow\n', 1),
+    ("mptcp.conf", '[endpoint "192.0.2.9"]\ninterface = ' + "e" * 300 + "\n", 2),
     ("dns.conf", '[connection "wan"]\nconnection.type = ethernet\n', 1),
     ("netpathd.conf", "[main]\nrc-manager = sometimes\n", 2),
 ]
