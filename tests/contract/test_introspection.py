@@ -83,5 +83,17 @@ def test_a_wrong_signature_is_unknown_method_as_the_readme_says(
     )
     assert refused.returncode != 0
     assert 'SetLimits with signature "ii" could not be found' in refused.stderr
+    wrong_type = bus.busctl_result(
+        "set-property",
+        "org.netpathd1",
+        "/org/netpathd1",
+        "org.netpathd1.Mptcp",
+        "Enabled",
+        "u",
+        "1",
+    )
+    assert wrong_type.returncode != 0
+    assert 'wrong signature for property. expected "b"' in wrong_type.stderr
     readme = (DBUS_DIR.parent / "README.md").read_text()
     assert "`org.freedesktop.DBus.Error.UnknownMethod`" in readme
+    assert "`org.freedesktop.DBus.Error.InvalidSignature`" in readme
