@@ -36,9 +36,8 @@ NAME_MAX = 64
 PRIORITY_MIN = -2147483647  # NM refuses G_MININT32 (nm-setting-ip-config.c, dns-priority)
 PRIORITY_MAX = 2147483647
 # systemd-resolved's LINK_DNS_SERVERS_MAX and LINK_SEARCH_DOMAINS_MAX (resolved-link.h), per
-# link and so per connection, both families together.  NetworkManager has no cap; glibc reads
-# only the first 3 servers (MAXNS) anyway, and a search list this long already costs every
-# failing lookup hundreds of queries.
+# link and so per connection, both families together.  glibc reads only the first 3 servers
+# (MAXNS) anyway, and a lookup that fails tries every search domain in turn.
 MAX_SERVERS = 256
 MAX_SEARCH_DOMAINS = 256
 
