@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from netpathd import BUS_NAME, __version__, service_manager
 from netpathd.errors import ConfigError, NetpathdError
-from netpathd.manager import DaemonState, Manager
-from netpathd.model.settings import LOG_LEVELS
+from netpathd.manager import Commit, DaemonState, Manager
+from netpathd.model.settings import LOG_LEVELS, Settings
 
 if TYPE_CHECKING:
     from dbus_fast.aio import MessageBus
@@ -97,9 +97,9 @@ class Daemon:
             RcManager(self.manager.settings.rc_manager),
         )
         self.watcher = RtnlWatcher(self._on_network_change)
-        self.manager.add_reloader(self._reload_dns)
+        self.manager.add_reloader(self._prepare_dns_reload)
         self.mptcp = MptcpManager(options.config_dir, options.state_dir)
-        self.manager.add_reloader(self.mptcp.reload)
+        self.manager.add_reloader(lambda _settings: self.mptcp.prepare_reload())
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -192,11 +192,15 @@ class Daemon:
 
         self._spawn(reload())
 
-    async def _reload_dns(self) -> None:
+    def _prepare_dns_reload(self, settings: Settings) -> Commit:
         from netpathd.files.resolv_conf import RcManager  # noqa: PLC0415
 
-        self.dns.rc_manager = RcManager(self.manager.settings.rc_manager)
-        self.dns.load()
+        adopt = self.dns.prepare_reload(RcManager(settings.rc_manager))
+
+        async def commit() -> None:
+            adopt()
+
+        return commit
 
     def _on_network_change(self, state: NetState) -> None:
         """One coalesced snapshot feeds both halves; MPTCP acts on it in its own task."""

@@ -98,26 +98,52 @@ class DnsManager:
     # -- loading ---------------------------------------------------------------
 
     def load(self) -> None:
-        """Read both files, each all or nothing, then raise the first error (ConfigError).
+        """At start: read both files, each all or nothing, then raise the first error.
 
-        A bad file keeps what was last loaded from it (nothing, at start) while the other
-        still loads.  A bad state file also blocks persisting until it is fixed: writing
-        over it would throw away every connection it still holds.
+        A bad file is left out while the other still loads.  A bad state file also
+        blocks persisting until it is fixed: writing over it would throw away every
+        connection it still holds.
         """
         errors: list[ConfigError] = []
+        admin, persisted = self._admin, None
         try:
-            self._admin = read_dns_config(self._admin_path)
+            admin = read_dns_config(self._admin_path)
         except ConfigError as error:
             errors.append(error)
+        try:
+            persisted = self._read_state()
+        except ConfigError as error:
+            errors.append(error)
+        self._adopt(admin, persisted)
+        if errors:
+            raise errors[0]
+
+    def prepare_reload(self, rc_manager: RcManager) -> Callable[[], None]:
+        """Read both files; return what adopts them, or raise having changed nothing."""
+        admin = read_dns_config(self._admin_path)
+        persisted = self._read_state()
+
+        def adopt() -> None:
+            self.rc_manager = rc_manager
+            self._adopt(admin, persisted)
+
+        return adopt
+
+    def _read_state(self) -> DnsConfig:
         try:
             persisted = read_dns_config(self._state_path)
         except ConfigError as error:
-            errors.append(error)
             self._state_file_error = error
-        else:
-            self._state_file_error = None
+            raise
+        self._state_file_error = None
+        return persisted
+
+    def _adopt(self, admin: DnsConfig, persisted: DnsConfig | None) -> None:
+        """``persisted`` None: the state file could not be read, keep what was loaded."""
+        self._admin = admin
+        if persisted is not None:
             # Creation order: the admin's connections first, then the persisted ones.
-            offset = len(self._admin.connections)
+            offset = len(admin.connections)
             self._persisted = dataclasses.replace(
                 persisted,
                 connections=tuple(
@@ -126,8 +152,6 @@ class DnsManager:
                 ),
             )
         self._recompute()
-        if errors:
-            raise errors[0]
 
     # -- changes -----------------------------------------------------------------
 

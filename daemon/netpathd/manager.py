@@ -1,8 +1,9 @@
 """The daemon's own lifecycle and configuration, independent of any bus.
 
-Reloading is all-or-nothing per file: a file is parsed completely before any
-of it is applied, so a bad file keeps its last good configuration in force
-(and the error names the file and line).
+Reloading is all-or-nothing across every file: netpathd.conf, then each part's
+files (dns.conf, mptcp.conf) are read and checked before any of them is
+applied, so one bad file keeps the last good configuration of all of them in
+force (and the error names the file and line).
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from netpathd.model.settings import Settings
 log = logging.getLogger(__name__)
 
 Observer = Callable[[frozenset[str]], None]
-Reloader = Callable[[], Awaitable[None]]
+Commit = Callable[[], Awaitable[None]]
+Reloader = Callable[[Settings], Commit]
+"""Reads and checks a part's files with the new settings (raising ConfigError, changing
+nothing); the Commit it returns applies them."""
 
 
 class DaemonState(Enum):
@@ -82,16 +86,13 @@ class Manager:
         """Re-read everything; on a bad file raise ConfigError and keep what was in force."""
         try:
             settings = load_settings(self.config_dir)
+            commits = [reloader(settings) for reloader in self._reloaders]
         except ConfigError as error:
             log.error("reload refused, keeping the last good configuration: %s", error.message)
             raise
         self._apply(settings)
-        for reloader in self._reloaders:
-            try:
-                await reloader()
-            except ConfigError as error:
-                log.error("reload refused, keeping the last good configuration: %s", error.message)
-                raise
+        for commit in commits:
+            await commit()
         log.info("configuration reloaded from %s", self.config_dir)
 
     def _apply(self, settings: Settings) -> None:

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -114,11 +114,17 @@ class MptcpManager:
         self._pm.close()
         self._unavailable = Failed("MPTCP manager is stopped")
 
-    async def reload(self) -> None:
-        """Re-read the administrator's file (a bad one is refused), then repair drift."""
-        self._store.reload_admin()
-        if self._unavailable is None:
-            await self.apply()
+    def prepare_reload(self) -> Callable[[], Awaitable[None]]:
+        """Read the administrator's file (a bad one raises); the result adopts it and
+        repairs drift."""
+        adopt = self._store.prepare_reload()
+
+        async def commit() -> None:
+            adopt()
+            if self._unavailable is None:
+                await self.apply()
+
+        return commit
 
     async def run_events(self) -> None:
         """Hand every kernel event to the observers until cancelled."""

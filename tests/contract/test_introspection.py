@@ -65,3 +65,35 @@ def test_live_introspection_matches_the_xml(daemon: Daemon, bus: PrivateBus) -> 
     assert exported == {path.name.removesuffix(".xml") for path in CONTRACT_FILES}
     for standard in ("Introspectable", "Properties", "Peer"):
         assert f"org.freedesktop.DBus.{standard}" in live_interfaces
+
+
+def test_a_wrong_signature_is_unknown_method_as_the_readme_says(
+    daemon: Daemon, bus: PrivateBus
+) -> None:
+    """dbus-fast picks the handler by name and signature, so netpathd never sees the call."""
+    refused = bus.busctl_result(
+        "call",
+        "org.netpathd1",
+        "/org/netpathd1",
+        "org.netpathd1.Mptcp",
+        "SetLimits",
+        "ii",
+        "1",
+        "1",
+    )
+    assert refused.returncode != 0
+    assert 'SetLimits with signature "ii" could not be found' in refused.stderr
+    wrong_type = bus.busctl_result(
+        "set-property",
+        "org.netpathd1",
+        "/org/netpathd1",
+        "org.netpathd1.Mptcp",
+        "Enabled",
+        "u",
+        "1",
+    )
+    assert wrong_type.returncode != 0
+    assert 'wrong signature for property. expected "b"' in wrong_type.stderr
+    readme = (DBUS_DIR.parent / "README.md").read_text()
+    assert "`org.freedesktop.DBus.Error.UnknownMethod`" in readme
+    assert "`org.freedesktop.DBus.Error.InvalidSignature`" in readme

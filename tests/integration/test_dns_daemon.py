@@ -167,6 +167,23 @@ async def test_a_burst_of_route_changes_gives_few_writes_and_the_right_file(
         ({"connection.interface-name": Variant("s", "a" * 16)}, "connection.interface-name"),
         ({"ipv4.dns-prio": Variant("i", 5)}, "ipv4.dns-prio"),
         ({"ipv4.dns": Variant("s", "192.0.2.53")}, "ipv4.dns"),
+        # issue 8 item 9: exactly the documented variant type, servers that can work, caps
+        ({"ipv4.dns-priority": Variant("u", 5)}, "ipv4.dns-priority: must be of type 'i'"),
+        ({"ipv4.dns-priority": Variant("x", 5)}, "ipv4.dns-priority: must be of type 'i'"),
+        ({"ipv4.dns-priority": Variant("y", 5)}, "ipv4.dns-priority: must be of type 'i'"),
+        ({"connection.interface-name": Variant("g", "s")}, "must be of type 's', got 'g'"),
+        ({"ipv4.dns": Variant("as", ["224.0.0.251"])}, "is a multicast address"),
+        ({"ipv4.dns": Variant("as", ["255.255.255.255"])}, "is the broadcast address"),
+        ({"ipv6.dns": Variant("as", ["::ffff:192.0.2.53"])}, "IPv4-mapped"),
+        ({"ipv6.dns": Variant("as", ["::"])}, "is the unspecified address"),
+        (
+            {"ipv4.dns-search": Variant("as", [f"d{n}.example" for n in range(20000)])},
+            "at most 256 search domains per connection",
+        ),
+        (
+            {"ipv4.dns": Variant("as", [f"192.0.2.{n % 250 + 1}" for n in range(20000)])},
+            "at most 256 DNS servers per connection",
+        ),
     ],
 )
 async def test_bad_input_is_refused_and_changes_nothing(

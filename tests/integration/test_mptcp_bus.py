@@ -405,6 +405,21 @@ BAD_INPUTS = [
     ("SetEndpointFlags", "uas", [99, ["backup"]], "NotFound", "99"),
     ("SetEndpointFlags", "uas", [1, ["signal"]], "InvalidArgument", "signal"),
     ("SetEndpointFlags", "uas", [1, ["turbo"]], "InvalidArgument", "'turbo'"),
+    # issue 8 items 6, 8, 9: what the kernel or pyroute2 would fail on, or never use
+    ("AddEndpoint", "sassqu", ["fe80::1%eth1", ["subflow"], "", 0, 0], "InvalidArgument",
+     "takes no %scope"),
+    ("AddEndpointRuntime", "sassqu", ["fe80::1%lo", ["subflow"], "lo", 0, 0], "InvalidArgument",
+     "takes no %scope"),
+    ("AddEndpoint", "sassqu", ["192.0.2.50", ["subflow"], "e" * 300, 0, 0], "InvalidArgument",
+     "must be 1-15 bytes long"),
+    ("AddEndpoint", "sassqu", ["0.0.0.0", ["subflow"], "", 0, 0], "InvalidArgument",  # noqa: S104
+     "unspecified"),
+    ("AddEndpoint", "sassqu", ["255.255.255.255", ["signal"], "", 0, 0], "InvalidArgument",
+     "broadcast"),
+    ("AddEndpoint", "sassqu", ["224.0.0.1", ["signal"], "", 0, 0], "InvalidArgument",
+     "multicast"),
+    ("AddEndpoint", "sassqu", ["::ffff:198.51.100.4", ["signal"], "", 0, 0], "InvalidArgument",
+     "IPv4-mapped"),
 ]  # fmt: skip
 
 

@@ -189,6 +189,11 @@ def test_rules_refuse_what_the_kernel_refuses() -> None:
         ),
         ('[auto ""]\n', 1, "invalid interface name '' (1 to 15 characters)"),
         ('[auto "eth 0"]\n', 1, "invalid interface name 'eth 0' (contains a space)"),
+        (
+            '[auto "fe80::1%e1"]\n',
+            1,
+            "invalid prefix 'fe80::1%e1': a prefix takes no %scope (use an interface section)",
+        ),
     ],
 )
 def test_errors_name_the_file_and_line(text: str, line: int, reason: str) -> None:

@@ -159,7 +159,7 @@ async def test_a_configured_endpoint_takes_the_address_over(
     (tmp_path / "config" / "mptcp.conf").write_text(
         '[auto]\n[endpoint "192.0.2.1"]\nflags = subflow\ninterface = eth1\n'
     )
-    store.reload_admin()
+    store.prepare_reload()()
     await reconciler.full()
     assert store.applied.auto_owned == frozenset()
     assert [(str(e.address), e.id) for e in pm.table] == [("192.0.2.1", 1)]
@@ -173,7 +173,7 @@ async def test_removing_auto_from_the_file_retires_what_it_added(
     reconciler.state = state("192.0.2.1")
     await reconciler.network()
     (tmp_path / "config" / "mptcp.conf").write_text("")
-    store.reload_admin()
+    store.prepare_reload()()
     await reconciler.full()
     assert [str(e.address) for e in pm.table] == ["203.0.113.7"]
     assert rp["eth1"] == 1

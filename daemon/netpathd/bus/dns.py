@@ -10,6 +10,7 @@ from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
 from netpathd.bus.errors import dbus_errors
 from netpathd.dns_manager import DnsManager
+from netpathd.errors import InvalidArgument
 from netpathd.model.dns import DnsEntry, effective_priority
 from netpathd.model.dns_settings import SETTINGS_SIGNATURES, make_global_priority, to_settings
 from netpathd.model.links import Family
@@ -24,6 +25,16 @@ ExplainList = Annotated[list[dict[str, Variant]], DBusSignature("aa{sv}")]
 
 
 def unwrap(settings: dict[str, Variant]) -> dict[str, object]:
+    """The values of an ``a{sv}``, each key in exactly its documented type.
+
+    NetworkManager takes only the GVariant type of each property too: a ``u`` or
+    ``x`` priority would otherwise slip through as a Python int, and a ``g`` or
+    ``o`` as a str.  Unknown keys are left for the model to refuse by name.
+    """
+    for key, variant in settings.items():
+        expected = SETTINGS_SIGNATURES.get(key)
+        if expected is not None and variant.signature != expected:
+            raise InvalidArgument(f"{key}: must be of type {expected!r}, got {variant.signature!r}")
     return {key: variant.value for key, variant in settings.items()}
 
 

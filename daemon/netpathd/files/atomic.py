@@ -27,15 +27,26 @@ def _reason(error: OSError) -> str:
 
 
 def _current(path: Path) -> tuple[bytes, int] | None:
-    """The existing content and permission bits, or None when there is no regular file."""
+    """The existing content and permission bits, or None when there is no regular file.
+
+    Opened non-blocking: a FIFO in the file's place would otherwise stall the daemon
+    until someone writes to it; the rename replaces it like anything else.
+    """
     try:
-        with path.open("rb") as file:
-            mode = stat.S_IMODE(os.fstat(file.fileno()).st_mode)
-            return file.read(), mode
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except (FileNotFoundError, IsADirectoryError):
         return None
     except OSError as error:
         raise Failed(f"cannot read {path}: {_reason(error)}") from error
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        return None
+    with os.fdopen(fd, "rb") as file:
+        try:
+            return file.read(), stat.S_IMODE(info.st_mode)
+        except OSError as error:
+            raise Failed(f"cannot read {path}: {_reason(error)}") from error
 
 
 def write_atomic(

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from netpathd.errors import ConfigError
@@ -84,16 +84,21 @@ class MptcpStore:
                 if attribute == "persisted":
                     self.state_error = error
 
-    def reload_admin(self) -> None:
-        """Re-read the administrator's file; a bad one raises and the last good stays.
+    def prepare_reload(self) -> Callable[[], None]:
+        """Read the administrator's file; return what adopts it, or raise having changed nothing.
 
         A state file that was unreadable is tried again too, so fixing it and reloading
         is enough to persist changes again.
         """
-        self.admin = read_config(self.admin_path)
-        if self.state_error is not None:
-            self.persisted = read_config(self.state_path)
-            self.state_error = None
+        admin = read_config(self.admin_path)
+        persisted = read_config(self.state_path) if self.state_error is not None else None
+
+        def adopt() -> None:
+            self.admin = admin
+            if persisted is not None:
+                self.persisted, self.state_error = persisted, None
+
+        return adopt
 
     def desired(self) -> MptcpConfig:
         return merge(self.admin, self.persisted, self.runtime)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from netpathd.errors import ConfigError, InvalidArgument
+from netpathd.model.addresses import unusable_address_problem
 from netpathd.model.dns import (
     DnsConnection,
     DnsFamilyConfig,
@@ -27,13 +28,18 @@ from netpathd.model.dns import (
     NameServer,
     option_name,
 )
+from netpathd.model.ifname import interface_name_problem
 from netpathd.model.keyfile import Entry, Section, parse_keyfile
 from netpathd.model.links import Family
 
 NAME_MAX = 64
-IFNAMSIZ = 16  # the kernel's limit includes the terminating NUL
 PRIORITY_MIN = -2147483647  # NM refuses G_MININT32 (nm-setting-ip-config.c, dns-priority)
 PRIORITY_MAX = 2147483647
+# systemd-resolved's LINK_DNS_SERVERS_MAX and LINK_SEARCH_DOMAINS_MAX (resolved-link.h), per
+# link and so per connection, both families together.  glibc reads only the first 3 servers
+# (MAXNS) anyway, and a lookup that fails tries every search domain in turn.
+MAX_SERVERS = 256
+MAX_SEARCH_DOMAINS = 256
 
 CONNECTION_TYPES: Final = frozenset(
     {
@@ -108,12 +114,9 @@ def make_global_priority(ipv4: object, ipv6: object) -> GlobalDnsPriority:
 
 
 def _interface_name(key: str, value: object) -> str:
-    """The kernel's dev_valid_name(): 1..IFNAMSIZ-1 bytes, no '/', ':' or space, not . or .."""
     name = _string(key, value)
-    if not 0 < len(name.encode()) < IFNAMSIZ:
-        raise InvalidArgument(f"{key}: {name!r} must be 1-{IFNAMSIZ - 1} bytes long")
-    if name in {".", ".."} or any(ch in {"/", ":"} or ch.isspace() for ch in name):
-        raise InvalidArgument(f"{key}: {name!r} is not a valid interface name")
+    if problem := interface_name_problem(name):
+        raise InvalidArgument(f"{key}: {name!r} {problem}")
     return name
 
 
@@ -153,8 +156,8 @@ def _server(key: str, text: str, family: Family, interface_name: str) -> NameSer
                 f"{key}: {text!r}: the scope must be the connection's interface {interface_name!r}"
             )
         server = ipaddress.IPv6Address(int(server))
-    if server.is_unspecified:
-        raise InvalidArgument(f"{key}: {text!r} is the unspecified address")
+    if problem := unusable_address_problem(server):
+        raise InvalidArgument(f"{key}: {text!r} {problem}")
     return server
 
 
@@ -233,6 +236,7 @@ def merge_settings(
         family: _merge_family(current.family(family), family, interface_name, settings)
         for family in Family
     }
+    _check_caps(families, settings)
     return dataclasses.replace(
         current,
         interface_name=interface_name,
@@ -263,6 +267,25 @@ def _merge_family(
     if (key := prefix + "dns-priority") in settings:
         priority = validate_priority(key, settings[key])
     return DnsFamilyConfig(servers, search, options, priority)
+
+
+def _check_caps(families: Mapping[Family, DnsFamilyConfig], settings: Mapping[str, object]) -> None:
+    for suffix, what, cap, count in (
+        ("dns", "DNS servers", MAX_SERVERS, sum(len(c.servers) for c in families.values())),
+        (
+            "dns-search",
+            "search domains",
+            MAX_SEARCH_DOMAINS,
+            sum(len(c.search) for c in families.values()),
+        ),
+    ):
+        if count > cap:
+            keys = [f"ipv{family.value}.{suffix}" for family in Family]
+            given = next((key for key in reversed(keys) if key in settings), keys[0])
+            raise InvalidArgument(
+                f"{given}: at most {cap} {what} per connection "
+                f"({' and '.join(keys)} together), got {count}"
+            )
 
 
 def to_settings(conn: DnsConnection) -> dict[str, object]:

@@ -46,6 +46,9 @@ def parse_keyfile(text: str, path: str) -> list[Section]:
             sections.append(Section(current[0], current[1], current[2], tuple(entries)))
 
     for number, raw in enumerate(text.splitlines(), start=1):
+        if "\0" in raw:
+            # Even in a comment: no tool writes one, so the file is not what the admin thinks.
+            raise ConfigError(path, number, "contains a NUL byte")
         line = raw.strip()
         if not line or line.startswith(("#", ";")):
             continue

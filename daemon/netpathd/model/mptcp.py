@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from netpathd.errors import InvalidArgument
+from netpathd.model.addresses import unusable_address_problem
+from netpathd.model.ifname import interface_name_problem
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -110,10 +112,18 @@ def parse_flags(names: Iterable[str]) -> frozenset[EndpointFlag]:
 
 
 def parse_address(text: str) -> IPAddress:
+    """An endpoint address; ``fe80::1%e1`` is refused: the kernel's endpoint has no scope
+    field (pyroute2 fails on it deep inside with an OSError), the interface binds it."""
     try:
-        return ipaddress.ip_address(text)
+        address = ipaddress.ip_address(text)
     except ValueError:
         raise InvalidArgument(f"invalid IP address {text!r}") from None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        raise InvalidArgument(
+            f"invalid IP address {text!r}: an endpoint takes no %scope "
+            "(bind it to the interface instead)"
+        )
+    return address
 
 
 def validate_endpoint_id(endpoint_id: int, *, allow_zero: bool) -> None:
@@ -127,8 +137,13 @@ def validate_endpoint_id(endpoint_id: int, *, allow_zero: bool) -> None:
 
 
 def validate_endpoint(endpoint: Endpoint) -> None:
-    """The checks of ``mptcp_pm_nl_add_addr_doit`` before anything is applied."""
+    """The checks of ``mptcp_pm_nl_add_addr_doit`` before anything is applied, and the
+    addresses and interface names the kernel would take but could never use."""
     validate_endpoint_id(endpoint.id, allow_zero=True)
+    if problem := unusable_address_problem(endpoint.address):
+        raise InvalidArgument(f"endpoint {endpoint.address} {problem}")
+    if endpoint.interface and (problem := interface_name_problem(endpoint.interface)):
+        raise InvalidArgument(f"interface {endpoint.interface!r} {problem}")
     if not endpoint.flags <= REQUESTABLE_FLAGS:
         raise InvalidArgument("endpoint flag 'implicit' is set by the kernel, not requested")
     if EndpointFlag.SIGNAL in endpoint.flags and EndpointFlag.FULLMESH in endpoint.flags:

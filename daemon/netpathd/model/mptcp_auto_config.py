@@ -318,6 +318,12 @@ def _parse_prefix(argument: str, line: int, path: str) -> IPNetwork | None:
     """
     if "/" not in argument and ":" not in argument and not _DOTTED_QUAD.match(argument):
         return None
+    if "%" in argument:  # ip_network() takes fe80::1%e1 and it would never match an address
+        raise ConfigError(
+            path,
+            line,
+            f"invalid prefix {argument!r}: a prefix takes no %scope (use an interface section)",
+        )
     try:
         return ipaddress.ip_network(argument, strict=True)
     except ValueError as error:

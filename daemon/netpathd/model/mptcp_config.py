@@ -44,6 +44,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from netpathd.errors import ConfigError, NetpathdError
+from netpathd.model.ifname import interface_name_problem
 from netpathd.model.keyfile import Entry, Section, parse_bool, parse_int, parse_keyfile
 from netpathd.model.mptcp import (
     CHANGEABLE_FLAGS,
@@ -268,6 +269,8 @@ def _parse_endpoint(section: Section, path: str) -> EndpointConfig:
         except NetpathdError as error:
             raise ConfigError(path, entry.line, error.message) from None
     interface = values["interface"].value if "interface" in values else ""
+    if interface and (problem := interface_name_problem(interface)):
+        raise ConfigError(path, values["interface"].line, f"interface {interface!r} {problem}")
     port = parse_int(values["port"], path, 0, 65535) if "port" in values else 0
     endpoint_id = parse_int(values["id"], path, 0, MAX_ENDPOINT_ID) if "id" in values else 0
     endpoint = EndpointConfig(address, port, interface, endpoint_id, flags)

@@ -43,8 +43,12 @@ def _parse_main(section: Section, path: str) -> dict[str, str]:
 
 def parse_settings(text: str, path: str) -> Settings:
     values: dict[str, str] = {}
+    main_line = 0
     for section in parse_keyfile(text, path):
         if section.name != "main" or section.argument is not None:
             raise ConfigError(path, section.line, f"unknown section [{section.name}]")
+        if main_line:
+            raise ConfigError(path, section.line, f"[main] is already on line {main_line}")
+        main_line = section.line
         values.update(_parse_main(section, path))
     return Settings(**values)
