@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
 async def dispatch(args: argparse.Namespace) -> int:
     from netpathd.ctl.client import CallFailed, Client  # noqa: PLC0415
 
@@ -94,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         from netpathd.ctl.run import run  # noqa: PLC0415
 
         return run(argv[1:])
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     if args.verb == "run":
         from netpathd.ctl.run import run  # noqa: PLC0415
 

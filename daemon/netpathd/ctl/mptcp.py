@@ -86,13 +86,23 @@ async def endpoint_show(client: Client, args: argparse.Namespace) -> None:
     emit(args, endpoints, "\n".join(endpoint_line(e) for e in endpoints))
 
 
-async def endpoint_add(client: Client, args: argparse.Namespace) -> None:
-    found, flags = _pairs(args.words, {"dev": "dev", "port": "port", "id": "id"})
+def endpoint_words(words: list[str]) -> tuple[str, dict[str, str], list[str]]:
+    """``ADDRESS [dev IFNAME] [id ID] [port PORT] [FLAG...]``: the address, pairs, flags."""
+    found, flags = _pairs(words[1:], {"dev": "dev", "port": "port", "id": "id"})
+    return words[0], found, flags
+
+
+def add_body(words: list[str]) -> list[Any]:
+    """The AddEndpoint call's arguments for ``endpoint add`` words."""
+    address, found, flags = endpoint_words(words)
     port = _number(found["port"], "port", 65535) if "port" in found else 0
     endpoint_id = _number(found["id"], "id") if "id" in found else 0
+    return [address, flags, found.get("dev", ""), port, endpoint_id]
+
+
+async def endpoint_add(client: Client, args: argparse.Namespace) -> None:
     member = "AddEndpointRuntime" if args.runtime else "AddEndpoint"
-    body = [args.address, flags, found.get("dev", ""), port, endpoint_id]
-    (new_id,) = await client.call(MPTCP, member, "sassqu", body)
+    (new_id,) = await client.call(MPTCP, member, "sassqu", add_body([args.address, *args.words]))
     emit(args, {"id": new_id}, "")
 
 
@@ -149,17 +159,26 @@ async def limits_show(client: Client, args: argparse.Namespace) -> None:
                        f"subflows {limits['subflows']}")  # fmt: skip
 
 
-async def limits_set(client: Client, args: argparse.Namespace) -> None:
+def limit_values(words: list[str]) -> dict[str, int]:
+    """``[subflows N] [add_addr_accepted N]``: the limits given, by their kernel names."""
     keys = {"subflow": "subflows", "subflows": "subflows", "add_addr_accepted": "add_addr"}
-    found, rest = _pairs(args.words, keys)
+    found, rest = _pairs(words, keys)
     if rest or not found:
         raise UsageError("expected [subflow N] [add_addr_accepted N]")
+    limits = {}
+    if "subflows" in found:
+        limits["subflows"] = _number(found["subflows"], "subflow")
+    if "add_addr" in found:
+        limits["add_addr_accepted"] = _number(found["add_addr"], "add_addr_accepted")
+    return limits
+
+
+async def limits_set(client: Client, args: argparse.Namespace) -> None:
+    limits = limit_values(args.words)
     values = await client.get_all(MPTCP)
-    subflows = _number(found["subflows"], "subflow") if "subflows" in found else None
-    accepted = _number(found["add_addr"], "add_addr_accepted") if "add_addr" in found else None
     body = [
-        values["Subflows"] if subflows is None else subflows,
-        values["AddAddrAccepted"] if accepted is None else accepted,
+        limits.get("subflows", values["Subflows"]),
+        limits.get("add_addr_accepted", values["AddAddrAccepted"]),
     ]
     await client.call(MPTCP, "SetLimitsRuntime" if args.runtime else "SetLimits", "uu", body)
 
