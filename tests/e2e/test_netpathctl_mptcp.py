@@ -111,6 +111,21 @@ def test_errors_have_exit_codes(
     assert ns.ip("mptcp", "endpoint", "show").stdout == before
 
 
+def test_duplicate_endpoint_says_so_without_the_errno(
+    daemon: Daemon, ns: Netns, bus: PrivateBus
+) -> None:
+    ok(bus, "mptcp", "endpoint", "add", "192.0.2.1", "id", "1", "subflow")
+    address = netpathctl(bus.address, "mptcp", "endpoint", "add", "192.0.2.1", "signal")
+    assert (address.returncode, address.stderr) == (
+        5, "netpathctl: MPTCP endpoint address 192.0.2.1 already exists\n",
+    )  # fmt: skip
+    ns.ip("mptcp", "endpoint", "add", "192.0.2.4", "id", "4")  # someone else's: the kernel says
+    same_id = netpathctl(bus.address, "mptcp", "endpoint", "add", "192.0.2.3", "id", "4")
+    assert (same_id.returncode, same_id.stderr) == (
+        5, "netpathctl: MPTCP endpoint id 4 is already in use\n",
+    )  # fmt: skip
+
+
 def test_no_daemon_exit_code(bus: PrivateBus) -> None:
     assert netpathctl(bus.address, "mptcp", "endpoint", "show").returncode == 69
 
