@@ -56,6 +56,16 @@ def test_global_priority_round_trip(daemon: Daemon, bus: PrivateBus) -> None:
         (["dns", "set", "x", "ipv4.dns", "192.0.2.53"], 2, "connection.interface-name"),
         (["dns", "remove", "nothing"], 3, "no DNS connection named 'nothing'"),
         (["dns", "global-priority", "1"], 2, "takes IPV4 IPV6"),
+        (
+            ["dns", "set", "x", "connection.interface-name", "e1", "connection.type", "ether"],
+            2,
+            "unknown connection type 'ether' (known: 6lowpan, adsl,",
+        ),
+        (
+            ["dns", "set", "x", "connection.interface-name", "e1", "connection.type", "ether"],
+            2,
+            "did you mean 'ethernet'?",
+        ),
     ],
 )
 def test_errors_have_messages_and_exit_codes(
