@@ -57,6 +57,19 @@ def test_runtime_after_the_name_as_in_the_readme(daemon: Daemon, bus: PrivateBus
     assert '"mid"' not in persisted
 
 
+def test_json_keys_are_snake_case(daemon: Daemon, bus: PrivateBus, ns: Netns) -> None:
+    """One style for netpathctl's own keys; a connection's settings keep their nmcli names."""
+    topology(ns)
+    ok(bus, "dns", "set", "wan", "connection.interface-name", "wan0", "connection.type", "ethernet",
+       "ipv4.dns", "192.0.2.53")  # fmt: skip
+    shown = json.loads(ok(bus, "dns", "show", "--json"))
+    assert set(shown) == {"connections", "nameservers", "search", "resolv_conf",
+                          "global_dns_priority"}  # fmt: skip
+    (entry, *_) = json.loads(ok(bus, "dns", "explain", "--json"))
+    assert "priority_source" in entry
+    assert all("-" not in key for key in entry)
+
+
 def test_global_priority_round_trip(daemon: Daemon, bus: PrivateBus) -> None:
     ok(bus, "dns", "global-priority", "20", "30")
     assert json.loads(ok(bus, "--json", "dns", "global-priority")) == {"ipv4": 20, "ipv6": 30}

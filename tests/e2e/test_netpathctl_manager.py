@@ -15,7 +15,7 @@ def test_status_human_and_json(daemon: Daemon, bus: PrivateBus) -> None:
     human = netpathctl(bus.address, "status")
     assert human.returncode == 0, human.stderr
     assert "State: running" in human.stdout
-    expected = {"LogLevel": "info", "State": "running", "Version": "0.1.0"}
+    expected = {"log_level": "info", "state": "running", "version": "0.1.0"}
     for argv in (["--json", "status"], ["status", "--json"], ["--json"]):
         machine = netpathctl(bus.address, *argv)
         assert machine.returncode == 0, machine.stderr

@@ -1,11 +1,16 @@
 """What every netpathctl verb shares: how a verb is added to the table, output (tables
 for people, JSON for scripts) and the error for command lines that cannot become a call.
+
+JSON keys are snake_case (``add_addr_accepted``, ``log_level``), like ``ip -j``; the one
+exception is a DNS connection's settings, keyed by their nmcli names (``ipv4.dns-priority``),
+the very keys ``dns set`` takes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeAlias
@@ -35,6 +40,16 @@ def add_verb(
         )  # fmt: skip
         parser.set_defaults(accepts_runtime=True)
     return parser
+
+
+def snake_case(name: str) -> str:
+    """A D-Bus property name or an Explain key as a JSON key: ``LogLevel`` -> ``log_level``,
+    ``priority-source`` -> ``priority_source``."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower().replace("-", "_")
+
+
+def snake_keys(values: dict[str, Any]) -> dict[str, Any]:
+    return {snake_case(name): value for name, value in values.items()}
 
 
 def unwrap(value: Any) -> Any:

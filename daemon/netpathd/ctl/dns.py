@@ -12,7 +12,7 @@ import argparse
 import textwrap
 from typing import TYPE_CHECKING, Any
 
-from netpathd.ctl.cli import UsageError, Verbs, add_verb, checked_here, emit, table
+from netpathd.ctl.cli import UsageError, Verbs, add_verb, checked_here, emit, snake_keys, table
 from netpathd.model.dns_settings import (
     CONNECTION_TYPES,
     SETTINGS_SIGNATURES,
@@ -78,8 +78,8 @@ async def show(client: Client, args: argparse.Namespace) -> None:
         "connections": [{"name": name, **plain(settings)} for name, settings in connections],
         "nameservers": properties["Nameservers"],
         "search": properties["SearchDomains"],
-        "resolv-conf": properties["ResolvConfPath"],
-        "global-dns-priority": list(properties["GlobalDnsPriority"]),
+        "resolv_conf": properties["ResolvConfPath"],
+        "global_dns_priority": list(properties["GlobalDnsPriority"]),
     }
     rows = [
         [
@@ -99,7 +99,7 @@ async def show(client: Client, args: argparse.Namespace) -> None:
             "",
             f"Nameservers: {' '.join(data['nameservers']) or '-'}",
             f"Search:      {' '.join(data['search']) or '-'}",
-            f"File:        {data['resolv-conf']} (rc-manager {properties['RcManager']})",
+            f"File:        {data['resolv_conf']} (rc-manager {properties['RcManager']})",
         ]
     )
     emit(args, data, text)
@@ -107,14 +107,14 @@ async def show(client: Client, args: argparse.Namespace) -> None:
 
 async def explain(client: Client, args: argparse.Namespace) -> None:
     (entries,) = await client.call(DNS, "Explain")
-    data = [plain(entry) for entry in entries]
+    data = [snake_keys(plain(entry)) for entry in entries]
     rows = [
         [
             index,
             entry["connection"],
             entry["interface"],
             entry["family"],
-            f"{entry['priority']} ({entry['priority-source']})",
+            f"{entry['priority']} ({entry['priority_source']})",
             entry["rank"] or "-",
             entry["status"],
             " ".join(entry["servers"]) or "-",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from netpathd import __version__
 from netpathd.ctl import dns, mptcp
-from netpathd.ctl.cli import UsageError, add_verb, emit
+from netpathd.ctl.cli import UsageError, add_verb, emit, snake_keys
 from netpathd.ctl.verbs import normalize, verbs_where
 
 BUS_ADDRESS_ENV = "NETPATHD_BUS_ADDRESS"
@@ -42,7 +42,11 @@ if TYPE_CHECKING:  # keeps dbus-fast out of verbs that do not talk to the daemon
 async def show_status(client: Client, args: argparse.Namespace) -> None:
     values = await client.get_all("org.netpathd1.Manager")
     width = max(len(name) for name in values)
-    emit(args, values, "\n".join(f"{name:>{width}}: {value}" for name, value in values.items()))
+    emit(
+        args,
+        snake_keys(values),
+        "\n".join(f"{name:>{width}}: {value}" for name, value in values.items()),
+    )
 
 
 async def reload(client: Client, args: argparse.Namespace) -> None:
