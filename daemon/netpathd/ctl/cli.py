@@ -25,11 +25,11 @@ def add_verb(
 ) -> argparse.ArgumentParser:
     """A verb with --json (and, if it can skip persisting, --runtime) in its --help.
 
-    ``verbs.normalize`` moves both flags to the front of the line, where the top-level
+    ``netpathd.ctl.verbs.normalize`` moves both flags to the front of the line, where the top-level
     parser reads them; here they only document where they apply.
     """
-    parser = verbs.add_parser(name, help=help, description=kwargs.pop("description", help),
-                              **kwargs)  # fmt: skip
+    kwargs.setdefault("description", help)
+    parser = verbs.add_parser(name, help=help, **kwargs)
     parser.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
     )

@@ -1,11 +1,11 @@
 """``netpathctl mptcp``: the grammar of ``ip mptcp``, spoken to org.netpathd1.Mptcp.
 
-``endpoint add|delete|change|flush|show``, ``limits set|show``, ``enabled``,
+``endpoint add|change|delete|show|flush``, ``limits set|show``, ``enabled``,
 ``show`` (connections, like ``ss -M``) and ``monitor`` (like ``ip mptcp
 monitor``).  Words follow iproute2 (``dev``, ``port``, ``id``, ``subflow``,
 ``add_addr_accepted``) so that the guide's commands work with ``netpathctl``
 in front; ``--runtime`` picks the D-Bus ``*Runtime`` method (not persisted).
-Only dbus-fast and the standard library are imported, and dbus-fast lazily.
+Only dbus-fast (lazily), the standard library and the pure core are imported.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from netpathd.ctl.cli import UsageError, Verbs, add_verb, checked_here, emit, un
 from netpathd.ctl.verbs import first_match
 from netpathd.model.mptcp import (
     CHANGEABLE_FLAGS,
+    MAX_LIMIT,
     REQUESTABLE_FLAGS,
     EndpointFlag,
     validate_endpoint_id,
@@ -347,7 +348,7 @@ def register(verbs: Verbs) -> None:
         limit_actions, "set", "set the limits; a limit not given stays", runtime=True,
         usage=f"%(prog)s {LIMITS_GRAMMAR} [--runtime] [--json]",
         epilog="subflows: extra subflows per connection; add_addr_accepted: ADD_ADDRs "
-        "accepted per connection; each 0..8.",
+        f"accepted per connection; each 0..{MAX_LIMIT}.",
     )  # fmt: skip
     limit_set.add_argument("words", nargs="+", metavar="LIMIT N", help=argparse.SUPPRESS)
     limit_set.set_defaults(handler=limits_set)
@@ -357,7 +358,7 @@ def register(verbs: Verbs) -> None:
         handler=monitor
     )
     add_verb(objects, "show", "connections and their subflows (ss -M)").set_defaults(handler=show)
-    # `enable` before `enabled`: typed in full, `enable` must not be read as a prefix
+    # `enable` before `enabled`, or the full word `enable` would select `enabled` (it begins it)
     for name, value in (("enable", True), ("disable", False)):
         add_verb(
             objects, name, f"set net.mptcp.enabled to {int(value)}", runtime=True
