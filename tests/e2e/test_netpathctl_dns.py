@@ -42,6 +42,34 @@ def test_set_show_explain_remove(daemon: Daemon, bus: PrivateBus, ns: Netns) -> 
     assert nameservers(daemon.resolv_conf) == ["192.0.2.53", "192.0.2.54"]
 
 
+def test_runtime_after_the_name_as_in_the_readme(daemon: Daemon, bus: PrivateBus) -> None:
+    ok(bus, "dns", "set", "tmp", "--runtime", "connection.interface-name", "eth0",
+       "connection.type", "vpn", "ipv4.dns", "192.0.2.53")  # fmt: skip
+    ok(bus, "dns", "set", "mid", "connection.interface-name", "eth0", "--runtime",
+       "connection.type", "ethernet", "ipv4.dns", "192.0.2.54")  # fmt: skip
+    ok(bus, "dns", "set", "saved", "connection.interface-name", "eth0",
+       "connection.type", "ethernet", "ipv4.dns", "192.0.2.55")  # fmt: skip
+    names = [conn["name"] for conn in json.loads(ok(bus, "dns", "show", "--json"))["connections"]]
+    assert names == ["tmp", "mid", "saved"]
+    persisted = (daemon.state_dir / "dns.conf").read_text()
+    assert '"saved"' in persisted
+    assert '"tmp"' not in persisted
+    assert '"mid"' not in persisted
+
+
+def test_json_keys_are_snake_case(daemon: Daemon, bus: PrivateBus, ns: Netns) -> None:
+    """One style for netpathctl's own keys; a connection's settings keep their nmcli names."""
+    topology(ns)
+    ok(bus, "dns", "set", "wan", "connection.interface-name", "wan0", "connection.type", "ethernet",
+       "ipv4.dns", "192.0.2.53")  # fmt: skip
+    shown = json.loads(ok(bus, "dns", "show", "--json"))
+    assert set(shown) == {"connections", "nameservers", "search", "resolv_conf",
+                          "global_dns_priority"}  # fmt: skip
+    (entry, *_) = json.loads(ok(bus, "dns", "explain", "--json"))
+    assert "priority_source" in entry
+    assert all("-" not in key for key in entry)
+
+
 def test_global_priority_round_trip(daemon: Daemon, bus: PrivateBus) -> None:
     ok(bus, "dns", "global-priority", "20", "30")
     assert json.loads(ok(bus, "--json", "dns", "global-priority")) == {"ipv4": 20, "ipv6": 30}
@@ -56,6 +84,23 @@ def test_global_priority_round_trip(daemon: Daemon, bus: PrivateBus) -> None:
         (["dns", "set", "x", "ipv4.dns", "192.0.2.53"], 2, "connection.interface-name"),
         (["dns", "remove", "nothing"], 3, "no DNS connection named 'nothing'"),
         (["dns", "global-priority", "1"], 2, "takes IPV4 IPV6"),
+        (["dns", "global-priority", "2147483648", "0"], 2, "is outside -2147483647..2147483647"),
+        (
+            ["dns", "set", "x", "ipv4.dns-priority", "2147483648"],
+            2,
+            "ipv4.dns-priority: 2147483648 is outside -2147483647..2147483647",
+        ),
+        (
+            ["dns", "set", "x", "connection.interface-name", "e1", "connection.type", "ether"],
+            2,
+            "unknown connection type 'ether' (known: 6lowpan, adsl,",
+        ),
+        (
+            ["dns", "set", "x", "connection.interface-name", "e1", "connection.type", "ether"],
+            2,
+            "did you mean 'ethernet'?",
+        ),
+        (["dns", "shwo"], 2, "did you mean 'show'?"),
     ],
 )
 def test_errors_have_messages_and_exit_codes(

@@ -15,9 +15,18 @@ def test_status_human_and_json(daemon: Daemon, bus: PrivateBus) -> None:
     human = netpathctl(bus.address, "status")
     assert human.returncode == 0, human.stderr
     assert "State: running" in human.stdout
-    machine = netpathctl(bus.address, "--json", "status")
-    expected = {"LogLevel": "info", "State": "running", "Version": "0.1.0"}
-    assert json.loads(machine.stdout) == expected
+    expected = {"log_level": "info", "state": "running", "version": "0.1.0"}
+    for argv in (["--json", "status"], ["status", "--json"], ["--json"]):
+        machine = netpathctl(bus.address, *argv)
+        assert machine.returncode == 0, machine.stderr
+        assert json.loads(machine.stdout) == expected
+
+
+def test_bare_netpathctl_shows_status(daemon: Daemon, bus: PrivateBus) -> None:
+    """As ``nmcli`` and ``resolvectl`` do without a verb."""
+    bare = netpathctl(bus.address)
+    assert bare.returncode == 0, bare.stderr
+    assert bare.stdout == netpathctl(bus.address, "status").stdout
 
 
 def test_reload_failure_exit_code_and_message(daemon: Daemon, bus: PrivateBus) -> None:

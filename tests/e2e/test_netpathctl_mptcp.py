@@ -66,9 +66,9 @@ def test_limits_and_enabled(daemon: Daemon, ns: Netns, bus: PrivateBus) -> None:
     ok(bus, "mptcp", "limits", "set", "subflow", "1", "add_addr_accepted", "1")
     ok(bus, "mptcp", "limits", "set", "add_addr_accepted", "3")  # subflow stays 1
     assert ns.ip("mptcp", "limits").stdout.strip() == "add_addr_accepted 3 subflows 1"
-    assert json.loads(ok(bus, "--json", "mptcp", "limits")) == {
-        "subflows": 1, "add_addr_accepted": 3,
-    }  # fmt: skip
+    for argv in (["--json", "mptcp", "limits"], ["mptcp", "limits", "--json"],
+                 ["mptcp", "limits", "show", "--json"]):  # fmt: skip
+        assert json.loads(ok(bus, *argv)) == {"subflows": 1, "add_addr_accepted": 3}
 
     assert ok(bus, "mptcp", "enabled") == "yes\n"
     ok(bus, "mptcp", "disable")
@@ -95,7 +95,12 @@ def test_limits_and_enabled(daemon: Daemon, ns: Netns, bus: PrivateBus) -> None:
         (("endpoint", "delete", "id", "99"), 3, "no MPTCP endpoint with id 99"),
         (("endpoint", "delete", "203.0.113.99"), 3, "no MPTCP endpoint with address 203.0.113.99"),
         (("endpoint", "change", "id", "1", "signal"), 2, "unknown word 'signal'"),
-        (("limits", "set", "subflow", "9"), 2, "subflows 9 outside 0..8"),
+        (("limits", "set", "subflow", "9"), 2, "limit subflows 9 outside 0..8"),
+        (("limits", "set", "subflow", "-1"), 2, "limit subflows -1 outside 0..8"),
+        (("endpoint", "add", "192.0.2.2", "id", "-1"), 2, "endpoint id -1 outside 0..255"),
+        (("endpoint", "delete", "id", "0"), 2, "endpoint id 0 outside 1..255"),
+        (("endpoint", "shw"), 2, "did you mean 'show'?"),
+        (("limts",), 2, "did you mean 'limits'?"),
     ],
     ids=lambda case: " ".join(case[0]),
 )
@@ -109,6 +114,29 @@ def test_errors_have_exit_codes(
     assert result.returncode == code, result.stderr
     assert message in result.stderr
     assert ns.ip("mptcp", "endpoint", "show").stdout == before
+
+
+def test_duplicate_endpoint_says_so_without_the_errno(
+    daemon: Daemon, ns: Netns, bus: PrivateBus
+) -> None:
+    ok(bus, "mptcp", "endpoint", "add", "192.0.2.1", "id", "1", "subflow")
+    address = netpathctl(bus.address, "mptcp", "endpoint", "add", "192.0.2.1", "signal")
+    assert (address.returncode, address.stderr) == (
+        5, "netpathctl: MPTCP endpoint address 192.0.2.1 already exists\n",
+    )  # fmt: skip
+    ns.ip("mptcp", "endpoint", "add", "192.0.2.4", "id", "4")  # someone else's: the kernel says
+    same_id = netpathctl(bus.address, "mptcp", "endpoint", "add", "192.0.2.3", "id", "4")
+    assert (same_id.returncode, same_id.stderr) == (
+        5, "netpathctl: MPTCP endpoint id 4 is already in use\n",
+    )  # fmt: skip
+
+
+def test_verbs_abbreviate_as_in_ip(daemon: Daemon, ns: Netns, bus: PrivateBus) -> None:
+    ok(bus, "mptcp", "e", "a", "192.0.2.5", "i", "5", "subflow")
+    ok(bus, "mptcp", "limit", "set", "subflow", "3")
+    assert ok(bus, "mptcp", "endpoint", "sh") == "192.0.2.5 id 5 subflow\n"
+    assert ok(bus, "mptcp", "limit") == "add_addr_accepted 0 subflows 3\n"
+    assert ns.ip("mptcp", "endpoint").stdout == "192.0.2.5 id 5 subflow \n"
 
 
 def test_no_daemon_exit_code(bus: PrivateBus) -> None:

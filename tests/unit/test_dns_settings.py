@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from netpathd.errors import ConfigError, InvalidArgument
 from netpathd.model.dns import DnsConnection, DnsFamilyConfig, GlobalDnsPriority
 from netpathd.model.dns_settings import (
+    CONNECTION_TYPES,
     DnsConfig,
     make_global_priority,
     merge_settings,
@@ -19,6 +20,7 @@ from netpathd.model.dns_settings import (
     to_settings,
 )
 
+KNOWN_TYPES = ", ".join(sorted(CONNECTION_TYPES))
 BASE: dict[str, object] = {"connection.interface-name": "eth0", "connection.type": "ethernet"}
 
 
@@ -98,7 +100,11 @@ def test_full_connection() -> None:
         ({"ipv4.dns": "192.0.2.1"}, "ipv4.dns: must be a list of strings (as)"),
         ({"ipv4.dns": [1]}, "ipv4.dns: must be a list of strings (as)"),
         ({"connection.type": 3}, "connection.type: must be a string (s)"),
-        ({"connection.type": "ethernet2"}, "connection.type: unknown connection type 'ethernet2'"),
+        (
+            {"connection.type": "ethernet2"},
+            f"connection.type: unknown connection type 'ethernet2' (known: {KNOWN_TYPES}); "
+            "did you mean 'ethernet'?",
+        ),
         (
             {"ipv4.dns-search": ["exa mple.com"]},
             "ipv4.dns-search: 'exa mple.com' is not a domain name (RFC 1123 labels of 1-63 "
@@ -298,7 +304,8 @@ def test_minimal_file_and_order_of_sections_is_creation_order() -> None:
         ),
         (
             '[connection "a"]\nconnection.interface-name = eth0\nconnection.type = ether\n',
-            "f:3: connection.type: unknown connection type 'ether'",
+            f"f:3: connection.type: unknown connection type 'ether' (known: {KNOWN_TYPES}); "
+            "did you mean 'ethernet'?",
         ),
         (
             '[connection "a"]\nconnection.interface-name = eth0/1\nconnection.type = ethernet\n',

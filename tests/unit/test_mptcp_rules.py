@@ -49,6 +49,11 @@ def test_unknown_and_kernel_only_flags_are_refused_by_name() -> None:
         parse_flags(["implicit"])
 
 
+def test_a_mistyped_flag_gets_a_suggestion() -> None:
+    with pytest.raises(InvalidArgument, match=re.escape("; did you mean 'signal'?")):
+        parse_flags(["sgnal"])
+
+
 def test_invalid_address_text_is_named() -> None:
     with pytest.raises(InvalidArgument, match=re.escape("'192.0.2.256'")):
         parse_address("192.0.2.256")

@@ -9,10 +9,17 @@ answers.
 from __future__ import annotations
 
 import argparse
+import textwrap
 from typing import TYPE_CHECKING, Any
 
-from netpathd.ctl.cli import UsageError, emit, table
-from netpathd.model.dns_settings import SETTINGS_SIGNATURES
+from netpathd.ctl.cli import UsageError, Verbs, add_verb, checked_here, emit, snake_keys, table
+from netpathd.model.dns_settings import (
+    CONNECTION_TYPES,
+    SETTINGS_SIGNATURES,
+    make_global_priority,
+    validate_priority,
+)
+from netpathd.model.hints import did_you_mean
 
 if TYPE_CHECKING:
     from dbus_fast import Variant
@@ -32,17 +39,18 @@ def parse_settings(pairs: list[str]) -> dict[str, Variant]:
         signature = SETTINGS_SIGNATURES.get(key)
         if signature is None:
             known = ", ".join(SETTINGS_SIGNATURES)
-            raise UsageError(f"unknown setting {key!r} (known: {known})")
+            hint = did_you_mean(key, SETTINGS_SIGNATURES)
+            raise UsageError(f"unknown setting {key!r} (known: {known}){hint}")
         if signature == "as":
             items = [item for item in text.replace(",", " ").split() if item]
             settings[key] = Variant("as", items)
         elif signature == "i":
             try:
-                settings[key] = Variant("i", int(text))
+                value = int(text)
             except ValueError:
                 raise UsageError(f"{key} takes an integer, got {text!r}") from None
-            except OverflowError:
-                raise UsageError(f"{key} {text} is outside the 32-bit range") from None
+            with checked_here():  # an int32 cannot even carry what lies outside
+                settings[key] = Variant("i", validate_priority(key, value))
         else:
             settings[key] = Variant("s", text)
     return settings
@@ -53,9 +61,10 @@ def plain(settings: dict[str, Variant]) -> dict[str, Any]:
 
 
 async def set_connection(client: Client, args: argparse.Namespace) -> None:
-    settings = parse_settings(args.settings)
+    name, *pairs = args.words
+    settings = parse_settings(pairs)
     method = "SetConnectionRuntime" if args.runtime else "SetConnection"
-    await client.call(DNS, method, "sa{sv}", [args.name, settings])
+    await client.call(DNS, method, "sa{sv}", [name, settings])
 
 
 async def remove_connection(client: Client, args: argparse.Namespace) -> None:
@@ -69,8 +78,8 @@ async def show(client: Client, args: argparse.Namespace) -> None:
         "connections": [{"name": name, **plain(settings)} for name, settings in connections],
         "nameservers": properties["Nameservers"],
         "search": properties["SearchDomains"],
-        "resolv-conf": properties["ResolvConfPath"],
-        "global-dns-priority": list(properties["GlobalDnsPriority"]),
+        "resolv_conf": properties["ResolvConfPath"],
+        "global_dns_priority": list(properties["GlobalDnsPriority"]),
     }
     rows = [
         [
@@ -90,7 +99,7 @@ async def show(client: Client, args: argparse.Namespace) -> None:
             "",
             f"Nameservers: {' '.join(data['nameservers']) or '-'}",
             f"Search:      {' '.join(data['search']) or '-'}",
-            f"File:        {data['resolv-conf']} (rc-manager {properties['RcManager']})",
+            f"File:        {data['resolv_conf']} (rc-manager {properties['RcManager']})",
         ]
     )
     emit(args, data, text)
@@ -98,14 +107,14 @@ async def show(client: Client, args: argparse.Namespace) -> None:
 
 async def explain(client: Client, args: argparse.Namespace) -> None:
     (entries,) = await client.call(DNS, "Explain")
-    data = [plain(entry) for entry in entries]
+    data = [snake_keys(plain(entry)) for entry in entries]
     rows = [
         [
             index,
             entry["connection"],
             entry["interface"],
             entry["family"],
-            f"{entry['priority']} ({entry['priority-source']})",
+            f"{entry['priority']} ({entry['priority_source']})",
             entry["rank"] or "-",
             entry["status"],
             " ".join(entry["servers"]) or "-",
@@ -123,6 +132,8 @@ async def global_priority(client: Client, args: argparse.Namespace) -> None:
     if args.values:
         if len(args.values) != 2:
             raise UsageError("global-priority takes IPV4 IPV6 (0 means unset)")
+        with checked_here():
+            make_global_priority(*args.values)
         await client.set_property(DNS, "GlobalDnsPriority", Variant("(ii)", args.values))
         return
     properties = await client.get_all(DNS)
@@ -130,24 +141,41 @@ async def global_priority(client: Client, args: argparse.Namespace) -> None:
     emit(args, {"ipv4": ipv4, "ipv6": ipv6}, f"ipv4.dns-priority {ipv4}\nipv6.dns-priority {ipv6}")
 
 
-def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    dns = verbs.add_parser("dns", help="DNS connections and the resolver order")
+_VALUE_KINDS = {
+    "s": "text",
+    "as": "list, comma- or space-separated; '' clears",
+    "i": "integer; lower goes first, a negative one excludes higher ones",
+}
+
+
+def _keys_help() -> str:
+    width = max(len(key) for key in SETTINGS_SIGNATURES)
+    kinds = {key: _VALUE_KINDS[signature] for key, signature in SETTINGS_SIGNATURES.items()}
+    kinds["connection.type"] = "one of the types below"
+    lines = [f"  {key:<{width}}  {kind}" for key, kind in kinds.items()]
+    types = textwrap.fill(", ".join(sorted(CONNECTION_TYPES)), 76, initial_indent="  ",
+                          subsequent_indent="  ")  # fmt: skip
+    return "\n".join(["KEY is one of:", *lines, "", "connection.type is one of:", types])
+
+
+def register(verbs: Verbs) -> None:
+    dns = add_verb(verbs, "dns", "DNS connections and the resolver order")
     sub = dns.add_subparsers(dest="dns_verb", metavar="COMMAND", required=True)
 
-    setter = sub.add_parser("set", help="create or update a connection (nmcli-style keys)")
-    setter.add_argument("name")
-    setter.add_argument("settings", nargs="*", metavar="KEY VALUE")
-    setter.add_argument("--runtime", action="store_true", help="do not persist")
+    setter = add_verb(
+        sub, "set", "create or update a connection (nmcli-style keys)", runtime=True,
+        usage="%(prog)s NAME [KEY VALUE]... [--runtime] [--json]", epilog=_keys_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    setter.add_argument("words", nargs="+", metavar="NAME", help=argparse.SUPPRESS)
     setter.set_defaults(handler=set_connection)
 
-    remover = sub.add_parser("remove", help="remove a connection")
-    remover.add_argument("name")
+    remover = add_verb(sub, "remove", "remove a connection")
+    remover.add_argument("name", metavar="NAME")
     remover.set_defaults(handler=remove_connection)
 
-    sub.add_parser("show", help="connections and the resulting servers").set_defaults(handler=show)
-    sub.add_parser("explain", help="why the servers are in this order").set_defaults(
-        handler=explain
-    )
-    priority = sub.add_parser("global-priority", help="show or set the global defaults")
+    add_verb(sub, "show", "connections and the resulting servers").set_defaults(handler=show)
+    add_verb(sub, "explain", "why the servers are in this order").set_defaults(handler=explain)
+    priority = add_verb(sub, "global-priority", "show or set the global defaults")
     priority.add_argument("values", nargs="*", type=int, metavar="IPV4 IPV6")
     priority.set_defaults(handler=global_priority)

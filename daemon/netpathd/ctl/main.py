@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from netpathd import __version__
 from netpathd.ctl import dns, mptcp
-from netpathd.ctl.cli import UsageError, emit
+from netpathd.ctl.cli import UsageError, add_verb, emit, snake_keys
+from netpathd.ctl.verbs import normalize, verbs_where
 
 BUS_ADDRESS_ENV = "NETPATHD_BUS_ADDRESS"
 
@@ -41,7 +42,11 @@ if TYPE_CHECKING:  # keeps dbus-fast out of verbs that do not talk to the daemon
 async def show_status(client: Client, args: argparse.Namespace) -> None:
     values = await client.get_all("org.netpathd1.Manager")
     width = max(len(name) for name in values)
-    emit(args, values, "\n".join(f"{name:>{width}}: {value}" for name, value in values.items()))
+    emit(
+        args,
+        snake_keys(values),
+        "\n".join(f"{name:>{width}}: {value}" for name, value in values.items()),
+    )
 
 
 async def reload(client: Client, args: argparse.Namespace) -> None:
@@ -49,17 +54,26 @@ async def reload(client: Client, args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="netpathctl", description="Control netpathd.")
+    parser = argparse.ArgumentParser(
+        prog="netpathctl", description="Control netpathd. Without a VERB: status."
+    )
     parser.add_argument(
         "--bus-address",
         default=os.environ.get(BUS_ADDRESS_ENV) or None,
         help=f"D-Bus address of netpathd (default: ${BUS_ADDRESS_ENV}, else the system bus)",
     )
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--json", action="store_true", help="machine-readable output (anywhere)")
+    parser.add_argument(
+        "--runtime",
+        action="store_true",
+        help="with a verb that changes something: not persisted, gone at restart (anywhere)",
+    )
     parser.add_argument("--version", action="version", version=f"netpathctl {__version__}")
-    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
-    verbs.add_parser("status", help="show the daemon's state").set_defaults(handler=show_status)
-    verbs.add_parser("reload", help="re-read the configuration").set_defaults(handler=reload)
+    # like nmcli and resolvectl, no verb shows the status
+    parser.set_defaults(handler=show_status, accepts_runtime=False)
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+    add_verb(verbs, "status", "show the daemon's state").set_defaults(handler=show_status)
+    add_verb(verbs, "reload", "re-read the configuration").set_defaults(handler=reload)
     mptcp.register(verbs)
     dns.register(verbs)
     runner = verbs.add_parser(
@@ -67,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     runner.add_argument("command", nargs=argparse.REMAINDER, metavar="[-v] -- COMMAND [ARGS...]")
     return parser
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The call a command line asks for; UsageError (or argparse's exit 2) if none."""
+    parser = build_parser()
+    args = parser.parse_args(normalize(parser, argv))
+    if args.runtime and not args.accepts_runtime:
+        verbs = ", ".join(verbs_where(parser, "accepts_runtime"))
+        raise UsageError(f"--runtime applies only to verbs that can skip persisting: {verbs}")
+    return args
 
 
 async def dispatch(args: argparse.Namespace) -> int:
@@ -94,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         from netpathd.ctl.run import run  # noqa: PLC0415
 
         return run(argv[1:])
-    args = build_parser().parse_args(argv)
+    try:
+        args = parse(argv)
+    except UsageError as error:
+        print(f"netpathctl: {error}", file=sys.stderr)
+        return EXIT_CODES["org.netpathd1.Error.InvalidArgument"]
     if args.verb == "run":
         from netpathd.ctl.run import run  # noqa: PLC0415
 

@@ -1,11 +1,11 @@
 """``netpathctl mptcp``: the grammar of ``ip mptcp``, spoken to org.netpathd1.Mptcp.
 
-``endpoint add|delete|change|flush|show``, ``limits set|show``, ``enabled``,
+``endpoint add|change|delete|show|flush``, ``limits set|show``, ``enabled``,
 ``show`` (connections, like ``ss -M``) and ``monitor`` (like ``ip mptcp
 monitor``).  Words follow iproute2 (``dev``, ``port``, ``id``, ``subflow``,
 ``add_addr_accepted``) so that the guide's commands work with ``netpathctl``
 in front; ``--runtime`` picks the D-Bus ``*Runtime`` method (not persisted).
-Only dbus-fast and the standard library are imported, and dbus-fast lazily.
+Only dbus-fast (lazily), the standard library and the pure core are imported.
 """
 
 from __future__ import annotations
@@ -18,40 +18,60 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from netpathd.ctl import mptcp_app
-from netpathd.ctl.cli import UsageError, emit
+from netpathd.ctl.cli import UsageError, Verbs, add_verb, checked_here, emit, unwrap
+from netpathd.ctl.verbs import first_match
+from netpathd.model.mptcp import (
+    CHANGEABLE_FLAGS,
+    MAX_LIMIT,
+    REQUESTABLE_FLAGS,
+    EndpointFlag,
+    validate_endpoint_id,
+    validate_limit,
+    validate_port,
+)
 
 if TYPE_CHECKING:
     from netpathd.ctl.client import Client
 
 MPTCP = "org.netpathd1.Mptcp"
-U32_MAX = 0xFFFFFFFF
+
+ADD_GRAMMAR = "ADDRESS [dev IFNAME] [id ID] [port PORT] [FLAG...]"
+CHANGE_GRAMMAR = "id ID [backup|nobackup] [fullmesh|nofullmesh]"
+DELETE_GRAMMAR = "id ID | ADDRESS"
+LIMITS_GRAMMAR = "[subflows N] [add_addr_accepted N]"
 
 
-def _number(word: str, what: str, high: int = U32_MAX) -> int:
+def _integer(word: str, what: str) -> int:
     try:
-        value = int(word, 10)
+        return int(word, 10)
     except ValueError:
         raise UsageError(f"{what}: {word!r} is not a number") from None
-    if not 0 <= value <= high:
-        raise UsageError(f"{what} {value} outside 0..{high}")
+
+
+def _endpoint_id(word: str, *, allow_zero: bool) -> int:
+    value = _integer(word, "id")
+    with checked_here():
+        validate_endpoint_id(value, allow_zero=allow_zero)
     return value
 
 
-def _pairs(words: list[str], keys: dict[str, str]) -> tuple[dict[str, str], list[str]]:
-    """Split ``KEY VALUE`` pairs (for ``keys``, mapping spellings to names) from the rest."""
+def _pairs(words: list[str], keys: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Split ``KEY VALUE`` pairs from the rest; a key may be abbreviated as ``ip`` allows
+    (``d`` for ``dev``), the first of ``keys`` it begins winning, as in ``mptcp_parse_opt``."""
     found: dict[str, str] = {}
     rest: list[str] = []
     index = 0
     while index < len(words):
         word = words[index]
-        if word in keys:
-            if index + 1 >= len(words):
-                raise UsageError(f"{word!r} needs a value")
-            found[keys[word]] = words[index + 1]
-            index += 2
-        else:
+        key = first_match(word, keys)
+        if key is None:
             rest.append(word)
             index += 1
+            continue
+        if index + 1 >= len(words):
+            raise UsageError(f"{key} needs a value")
+        found[key] = words[index + 1]
+        index += 2
     return found, rest
 
 
@@ -86,23 +106,37 @@ async def endpoint_show(client: Client, args: argparse.Namespace) -> None:
     emit(args, endpoints, "\n".join(endpoint_line(e) for e in endpoints))
 
 
+def endpoint_words(words: list[str]) -> tuple[str, dict[str, str], list[str]]:
+    """``ADDRESS [dev IFNAME] [id ID] [port PORT] [FLAG...]``: the address, pairs, flags.
+
+    Flags are compared whole, as ``ip`` does; the daemon names the unknown ones."""
+    found, flags = _pairs(words[1:], ["id", "dev", "port"])
+    return words[0], found, flags
+
+
+def add_body(words: list[str]) -> list[Any]:
+    """The AddEndpoint call's arguments for ``endpoint add`` words."""
+    address, found, flags = endpoint_words(words)
+    port = _integer(found["port"], "port") if "port" in found else 0
+    with checked_here():
+        validate_port(port)
+    endpoint_id = _endpoint_id(found["id"], allow_zero=True) if "id" in found else 0
+    return [address, flags, found.get("dev", ""), port, endpoint_id]
+
+
 async def endpoint_add(client: Client, args: argparse.Namespace) -> None:
-    found, flags = _pairs(args.words, {"dev": "dev", "port": "port", "id": "id"})
-    port = _number(found["port"], "port", 65535) if "port" in found else 0
-    endpoint_id = _number(found["id"], "id") if "id" in found else 0
     member = "AddEndpointRuntime" if args.runtime else "AddEndpoint"
-    body = [args.address, flags, found.get("dev", ""), port, endpoint_id]
-    (new_id,) = await client.call(MPTCP, member, "sassqu", body)
+    (new_id,) = await client.call(MPTCP, member, "sassqu", add_body(args.words))
     emit(args, {"id": new_id}, "")
 
 
 async def _resolve_id(client: Client, words: list[str]) -> int:
     """``id ID`` or an address, as ``ip mptcp endpoint delete`` accepts."""
-    found, rest = _pairs(words, {"id": "id"})
+    found, rest = _pairs(words, ["id"])
     if "id" in found:
-        return _number(found["id"], "id")
+        return _endpoint_id(found["id"], allow_zero=False)
     if len(rest) != 1:
-        raise UsageError("expected 'id ID' or an endpoint address")
+        raise UsageError(f"expected {DELETE_GRAMMAR}")
     for endpoint in await _endpoints(client):
         if endpoint["address"] == rest[0]:
             return int(endpoint["id"])
@@ -119,10 +153,10 @@ async def endpoint_delete(client: Client, args: argparse.Namespace) -> None:
 async def endpoint_change(client: Client, args: argparse.Namespace) -> None:
     """Only the words given change: SET_FLAGS overwrites backup and fullmesh together,
     so the current flags are read first and the full wanted state is sent."""
-    found, rest = _pairs(args.words, {"id": "id"})
+    found, rest = _pairs(args.words, ["id"])
     if "id" not in found:
-        raise UsageError("expected 'id ID'")
-    endpoint_id = _number(found["id"], "id")
+        raise UsageError(f"expected {CHANGE_GRAMMAR}")
+    endpoint_id = _endpoint_id(found["id"], allow_zero=False)
     current = next((e for e in await _endpoints(client) if e["id"] == endpoint_id), None)
     flags = {f for f in (current or {"flags": []})["flags"] if f in ("backup", "fullmesh")}
     for word in rest:
@@ -149,17 +183,24 @@ async def limits_show(client: Client, args: argparse.Namespace) -> None:
                        f"subflows {limits['subflows']}")  # fmt: skip
 
 
-async def limits_set(client: Client, args: argparse.Namespace) -> None:
-    keys = {"subflow": "subflows", "subflows": "subflows", "add_addr_accepted": "add_addr"}
-    found, rest = _pairs(args.words, keys)
+def limit_values(words: list[str]) -> dict[str, int]:
+    """``[subflows N] [add_addr_accepted N]``: the limits given, by their kernel names."""
+    found, rest = _pairs(words, ["subflows", "add_addr_accepted"])
     if rest or not found:
-        raise UsageError("expected [subflow N] [add_addr_accepted N]")
+        raise UsageError(f"expected {LIMITS_GRAMMAR}")
+    limits = {name: _integer(word, name) for name, word in found.items()}
+    with checked_here():
+        for name, value in limits.items():
+            validate_limit(name, value)
+    return limits
+
+
+async def limits_set(client: Client, args: argparse.Namespace) -> None:
+    limits = limit_values(args.words)
     values = await client.get_all(MPTCP)
-    subflows = _number(found["subflows"], "subflow") if "subflows" in found else None
-    accepted = _number(found["add_addr"], "add_addr_accepted") if "add_addr" in found else None
     body = [
-        values["Subflows"] if subflows is None else subflows,
-        values["AddAddrAccepted"] if accepted is None else accepted,
+        limits.get("subflows", values["Subflows"]),
+        limits.get("add_addr_accepted", values["AddAddrAccepted"]),
     ]
     await client.call(MPTCP, "SetLimitsRuntime" if args.runtime else "SetLimits", "uu", body)
 
@@ -179,19 +220,6 @@ async def enabled(client: Client, args: argparse.Namespace) -> None:
 
 
 # -- connections and events ----------------------------------------------------------
-
-
-def _plain(value: Any) -> Any:
-    """Variants (nested) to plain JSON-able values."""
-    from dbus_fast import Variant  # noqa: PLC0415
-
-    if isinstance(value, Variant):
-        return _plain(value.value)
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
 
 
 def _host_port(address: str, port: int) -> str:
@@ -221,13 +249,17 @@ def connections_text(connections: list[dict[str, Any]]) -> str:
 
 async def show(client: Client, args: argparse.Namespace) -> None:
     (connections,) = await client.call(MPTCP, "GetConnections")
-    plain = _plain(connections)
+    plain = unwrap(connections)
     emit(args, plain, connections_text(plain))
 
 
 def event_line(kind: str, details: dict[str, Any]) -> str:
-    """``ip mptcp monitor``'s shape: ``[KIND] key=value ...``."""
-    fields = " ".join(f"{key}={value}" for key, value in details.items())
+    """``ip mptcp monitor``'s shape: ``[KIND] key=value ...``, the token in hex as ``ip``,
+    ``ss`` and ``mptcp show`` print it."""
+    fields = " ".join(
+        f"{key}={value:08x}" if key == "token" else f"{key}={value}"
+        for key, value in details.items()
+    )
     return f"[{kind.upper():>16}] {fields}".rstrip()
 
 
@@ -254,7 +286,7 @@ async def monitor(client: Client, args: argparse.Namespace) -> None:
             and message.member == "Event"
         ):
             kind, details = message.body
-            plain = _plain(details)
+            plain = unwrap(details)
             line = json.dumps({"kind": kind, "details": plain}, sort_keys=True)
             print(line if args.json else event_line(kind, plain), flush=True)
         return None
@@ -271,63 +303,67 @@ async def monitor(client: Client, args: argparse.Namespace) -> None:
 # -- the verbs table -----------------------------------------------------------------
 
 
-def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``mptcp`` and its sub-verbs to netpathctl's verbs table."""
-    mptcp = verbs.add_parser("mptcp", help="Multipath TCP: endpoints, limits, connections")
-    # --json may also follow the verb (netpathctl mptcp endpoint show --json)
-    parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
-    runtime = argparse.ArgumentParser(add_help=False)
-    runtime.add_argument("--runtime", action="store_true", help="do not persist the change")
+def _flag_help() -> str:
+    requestable = ", ".join(flag.value for flag in EndpointFlag if flag in REQUESTABLE_FLAGS)
+    return (
+        f"FLAG is one of {requestable}; signal and fullmesh exclude each other, and port "
+        "needs signal (the kernel then listens on ADDRESS:PORT). Without id the kernel picks one."
+    )
+
+
+def register(verbs: Verbs) -> None:
+    """Add ``mptcp`` and its sub-verbs to netpathctl's verbs table.
+
+    The order of each table is ``ip mptcp``'s (``do_mptcp``), because abbreviations pick the
+    first verb they begin: ``e`` is endpoint, ``l s`` is ``limits set``.
+    """
+    mptcp = add_verb(verbs, "mptcp", "Multipath TCP: endpoints, limits, connections")
     objects = mptcp.add_subparsers(dest="mptcp_object", metavar="OBJECT", required=True)
 
-    endpoint = objects.add_parser("endpoint", help="the endpoint table (ip mptcp endpoint)")
+    endpoint = add_verb(objects, "endpoint", "the endpoint table (ip mptcp endpoint)")
     endpoint.set_defaults(handler=endpoint_show)
     actions = endpoint.add_subparsers(dest="endpoint_action", metavar="ACTION")
-    add = actions.add_parser(
-        "add", parents=[parent, runtime], help="ADDRESS [dev IFNAME] [port PORT] [id ID] "
-        "[signal|subflow|backup|fullmesh ...]",
+    add = add_verb(
+        actions, "add", "add an endpoint", runtime=True, epilog=_flag_help(),
+        usage=f"%(prog)s {ADD_GRAMMAR} [--runtime] [--json]",
     )  # fmt: skip
-    add.add_argument("address")
-    add.add_argument("words", nargs="*")
+    add.add_argument("words", nargs="+", metavar="ADDRESS", help=argparse.SUPPRESS)
     add.set_defaults(handler=endpoint_add)
-    for name, handler, usage in (
-        ("delete", endpoint_delete, "id ID | ADDRESS"),
-        ("change", endpoint_change, "id ID [backup|nobackup] [fullmesh|nofullmesh]"),
-    ):
-        action = actions.add_parser(name, parents=[parent], help=usage)
-        action.add_argument("words", nargs="*")
+    changeable = ", ".join(sorted(flag.value for flag in CHANGEABLE_FLAGS))
+    for name, handler, grammar, text in (
+        ("change", endpoint_change, CHANGE_GRAMMAR,
+         f"set or clear {changeable}; the other flags stay"),
+        ("delete", endpoint_delete, DELETE_GRAMMAR, "remove an endpoint by id or address"),
+    ):  # fmt: skip
+        action = add_verb(actions, name, text, usage=f"%(prog)s {grammar} [--json]")
+        action.add_argument("words", nargs="+", metavar=grammar, help=argparse.SUPPRESS)
         action.set_defaults(handler=handler)
-    actions.add_parser("flush", parents=[parent], help="remove every endpoint").set_defaults(
-        handler=endpoint_flush
-    )
-    actions.add_parser("show", parents=[parent], help="list endpoints").set_defaults(
-        handler=endpoint_show
-    )
+    add_verb(actions, "show", "list endpoints").set_defaults(handler=endpoint_show)
+    add_verb(actions, "flush", "remove every endpoint").set_defaults(handler=endpoint_flush)
 
-    limits = objects.add_parser("limits", help="ip mptcp limits")
+    limits = add_verb(objects, "limits", "ip mptcp limits")
     limits.set_defaults(handler=limits_show)
     limit_actions = limits.add_subparsers(dest="limits_action", metavar="ACTION")
-    limit_set = limit_actions.add_parser(
-        "set", parents=[parent, runtime], help="[subflow N] [add_addr_accepted N]"
-    )
-    limit_set.add_argument("words", nargs="*")
+    limit_set = add_verb(
+        limit_actions, "set", "set the limits; a limit not given stays", runtime=True,
+        usage=f"%(prog)s {LIMITS_GRAMMAR} [--runtime] [--json]",
+        epilog="subflows: extra subflows per connection; add_addr_accepted: ADD_ADDRs "
+        f"accepted per connection; each 0..{MAX_LIMIT}.",
+    )  # fmt: skip
+    limit_set.add_argument("words", nargs="+", metavar="LIMIT N", help=argparse.SUPPRESS)
     limit_set.set_defaults(handler=limits_set)
-    limit_actions.add_parser("show", parents=[parent]).set_defaults(handler=limits_show)
+    add_verb(limit_actions, "show", "show the limits").set_defaults(handler=limits_show)
 
-    switch = objects.add_parser(
-        "enabled", parents=[parent, runtime], help="show or set net.mptcp.enabled"
+    add_verb(objects, "monitor", "print path-manager events (ip mptcp monitor)").set_defaults(
+        handler=monitor
     )
+    add_verb(objects, "show", "connections and their subflows (ss -M)").set_defaults(handler=show)
+    # `enable` before `enabled`, or the full word `enable` would select `enabled` (it begins it)
+    for name, value in (("enable", True), ("disable", False)):
+        add_verb(
+            objects, name, f"set net.mptcp.enabled to {int(value)}", runtime=True
+        ).set_defaults(handler=enabled, value=value)
+    switch = add_verb(objects, "enabled", "show or set net.mptcp.enabled", runtime=True)
     switch.add_argument("value", nargs="?", choices=("yes", "no"))
     switch.set_defaults(handler=enabled)
-    for name, value in (("enable", True), ("disable", False)):
-        objects.add_parser(
-            name, parents=[parent, runtime], help=f"set net.mptcp.enabled to {int(value)}"
-        ).set_defaults(handler=enabled, value=value)
-    objects.add_parser(
-        "show", parents=[parent], help="connections and their subflows (ss -M)"
-    ).set_defaults(handler=show)
-    objects.add_parser(
-        "monitor", parents=[parent], help="print path-manager events (ip mptcp monitor)"
-    ).set_defaults(handler=monitor)
-    mptcp_app.register(objects, parent)
+    mptcp_app.register(objects)

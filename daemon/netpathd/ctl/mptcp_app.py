@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from netpathd.ctl.cli import emit, table
+from netpathd.ctl.cli import Verbs, add_verb, emit, table, unwrap
 
 if TYPE_CHECKING:
     from netpathd.ctl.client import Client
@@ -47,11 +47,9 @@ def processes(connections: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def app_status(client: Client, args: argparse.Namespace) -> None:
-    from netpathd.ctl.mptcp import _plain  # noqa: PLC0415
-
     values = await client.get_all(MPTCP)
     (connections,) = await client.call(MPTCP, "GetConnections")
-    owners = processes(_plain(connections))
+    owners = processes(unwrap(connections))
     mode = values.get("SystemWideMode", "unknown")
     text = f"System-wide BPF mode: {mode}\n"
     if owners:
@@ -62,22 +60,18 @@ async def app_status(client: Client, args: argparse.Namespace) -> None:
     emit(args, {"system_wide_mode": mode, "processes": owners}, text)
 
 
-def register(
-    objects: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
-) -> None:
-    app = objects.add_parser("app", help="services run under netpathctl run; MPTCP users")
+def register(objects: Verbs) -> None:
+    app = add_verb(objects, "app", "services run under netpathctl run; MPTCP users")
     app.set_defaults(handler=app_status)
     actions = app.add_subparsers(dest="app_action", metavar="ACTION")
     for name, handler, text in (
         ("enable", app_enable, "start UNIT under netpathctl run (systemd drop-in)"),
         ("disable", app_disable, "remove that drop-in"),
     ):
-        action = actions.add_parser(name, parents=[parent], help=text)
+        action = add_verb(actions, name, text)
         action.add_argument("unit", metavar="UNIT")
         action.set_defaults(handler=handler)
-    actions.add_parser("list", parents=[parent], help="units enabled").set_defaults(
-        handler=app_list
+    add_verb(actions, "list", "units enabled").set_defaults(handler=app_list)
+    add_verb(actions, "status", "processes with MPTCP connections, BPF mode").set_defaults(
+        handler=app_status
     )
-    actions.add_parser(
-        "status", parents=[parent], help="processes with MPTCP connections, BPF mode"
-    ).set_defaults(handler=app_status)

@@ -286,11 +286,13 @@ def _endpoint_from_nla(addr: Any) -> Endpoint:
 def _add_error(endpoint: Endpoint, error: NetlinkError) -> Exception:
     """ADD_ADDR refusals (``mptcp_pm_nl_append_new_local_addr``, measured on 6.18)."""
     text = _kernel_text(error)
+    # The kernel's text for both is "too many addresses or duplicate one: -17" (or -16):
+    # the errno already says which, and the number means nothing to a user.
     if error.code == errno.EEXIST:
         # also when the address exists on another device or as its v4-mapped v6 form
-        return AlreadyExists(f"MPTCP endpoint address {endpoint.address} already exists ({text})")
+        return AlreadyExists(f"MPTCP endpoint address {endpoint.address} already exists")
     if error.code == errno.EBUSY:
-        return AlreadyExists(f"MPTCP endpoint id {endpoint.id} is already in use ({text})")
+        return AlreadyExists(f"MPTCP endpoint id {endpoint.id} is already in use")
     if error.code == errno.ERANGE:
         return InvalidArgument(
             f"cannot add {endpoint.address}: at most {MAX_ENDPOINTS} endpoints per namespace"

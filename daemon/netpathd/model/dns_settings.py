@@ -28,6 +28,7 @@ from netpathd.model.dns import (
     NameServer,
     option_name,
 )
+from netpathd.model.hints import did_you_mean
 from netpathd.model.ifname import interface_name_problem
 from netpathd.model.keyfile import Entry, Section, parse_keyfile
 from netpathd.model.links import Family
@@ -135,7 +136,9 @@ def _strings(key: str, value: object) -> tuple[str, ...]:
 def _connection_type(key: str, value: object) -> str:
     kind = _string(key, value)
     if kind not in CONNECTION_TYPES:
-        raise InvalidArgument(f"{key}: unknown connection type {kind!r}")
+        known = ", ".join(sorted(CONNECTION_TYPES))
+        hint = did_you_mean(kind, CONNECTION_TYPES)
+        raise InvalidArgument(f"{key}: unknown connection type {kind!r} (known: {known}){hint}")
     return kind
 
 

@@ -17,6 +17,7 @@ from enum import Enum
 
 from netpathd.errors import InvalidArgument
 from netpathd.model.addresses import unusable_address_problem
+from netpathd.model.hints import did_you_mean
 from netpathd.model.ifname import interface_name_problem
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -104,7 +105,10 @@ def parse_flags(names: Iterable[str]) -> frozenset[EndpointFlag]:
         try:
             flag = EndpointFlag(name)
         except ValueError:
-            raise InvalidArgument(f"unknown endpoint flag {name!r} (known: {known})") from None
+            hint = did_you_mean(name, (known_flag.value for known_flag in REQUESTABLE_FLAGS))
+            raise InvalidArgument(
+                f"unknown endpoint flag {name!r} (known: {known}){hint}"
+            ) from None
         if flag not in REQUESTABLE_FLAGS:
             raise InvalidArgument(f"endpoint flag {name!r} is set by the kernel, not requested")
         flags.add(flag)
@@ -148,8 +152,7 @@ def validate_endpoint(endpoint: Endpoint) -> None:
         raise InvalidArgument("endpoint flag 'implicit' is set by the kernel, not requested")
     if EndpointFlag.SIGNAL in endpoint.flags and EndpointFlag.FULLMESH in endpoint.flags:
         raise InvalidArgument("endpoint flags 'signal' and 'fullmesh' cannot be combined")
-    if not 0 <= endpoint.port <= 65535:
-        raise InvalidArgument(f"port {endpoint.port} outside 0..65535")
+    validate_port(endpoint.port)
     if endpoint.port and (
         EndpointFlag.SIGNAL not in endpoint.flags or EndpointFlag.SUBFLOW in endpoint.flags
     ):
@@ -157,13 +160,19 @@ def validate_endpoint(endpoint: Endpoint) -> None:
         raise InvalidArgument(f"port {endpoint.port} requires the 'signal' flag and not 'subflow'")
 
 
+def validate_port(port: int) -> None:
+    if not 0 <= port <= 65535:
+        raise InvalidArgument(f"port {port} outside 0..65535")
+
+
+def validate_limit(name: str, value: int) -> None:
+    if not 0 <= value <= MAX_LIMIT:
+        raise InvalidArgument(f"limit {name} {value} outside 0..{MAX_LIMIT}")
+
+
 def validate_limits(limits: Limits) -> None:
-    for name, value in (
-        ("subflows", limits.subflows),
-        ("add_addr_accepted", limits.add_addr_accepted),
-    ):
-        if not 0 <= value <= MAX_LIMIT:
-            raise InvalidArgument(f"limit {name} {value} outside 0..{MAX_LIMIT}")
+    validate_limit("subflows", limits.subflows)
+    validate_limit("add_addr_accepted", limits.add_addr_accepted)
 
 
 def validate_changeable(flags: frozenset[EndpointFlag]) -> None:
