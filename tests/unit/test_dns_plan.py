@@ -150,7 +150,9 @@ def scenarios(draw: st.DrawFn) -> tuple[list[DnsConnection], NetState]:
                 draw(st.sampled_from(NAMES)),
                 seq,
                 kind=draw(st.sampled_from(("ethernet", "vpn", "wireguard"))),
-                servers=draw(st.lists(st.sampled_from(("192.0.2.1", "192.0.2.2")), max_size=2)),
+                servers=tuple(
+                    draw(st.lists(st.sampled_from(("192.0.2.1", "192.0.2.2")), max_size=2))
+                ),
                 search=tuple(draw(st.lists(st.sampled_from(DOMAINS), max_size=3, unique=True))),
                 priority=draw(st.sampled_from((0, 0, 10, 100, -1, -5))),
             )
