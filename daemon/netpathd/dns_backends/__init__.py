@@ -1,0 +1,19 @@
+"""DNS back-ends: one family of adapters that take a `DnsPlan` and make it so.
+
+`base.DnsBackend` is the whole interface the DNS manager sees; `make_backend()` is the only
+place that knows which module serves which `[main] dns` mode, so a fourth back-end (unbound,
+say) is one new module and one line here.
+"""
+
+from __future__ import annotations
+
+from netpathd.dns_backends.base import BackendContext, DnsBackend
+from netpathd.model.dns_plan import DnsMode
+
+
+def make_backend(mode: DnsMode, context: BackendContext) -> DnsBackend:
+    from netpathd.dns_backends.resolv_file import NoBackend, ResolverFileBackend  # noqa: PLC0415
+
+    if mode is DnsMode.NONE:
+        return NoBackend()
+    return ResolverFileBackend(context.resolver_file)

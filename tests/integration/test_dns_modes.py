@@ -1,0 +1,52 @@
+"""The `[main] dns` mode in a running daemon: Mode, BackendState, ExplainDomains, Reload."""
+
+from __future__ import annotations
+
+import pytest
+from dbus_fast import Variant
+
+from tests.integration.test_dns_daemon import DNS, connection, servers, set_connection, topology
+from tests.support.bus import PrivateBus
+from tests.support.daemon import Daemon
+from tests.support.dbus_client import bus_client
+from tests.support.netns import Netns
+
+pytestmark = pytest.mark.integration
+
+
+async def test_default_mode_explains_the_domain_routes(
+    daemon: Daemon, bus: PrivateBus, ns: Netns
+) -> None:
+    topology(ns)
+    async with bus_client(bus.address) as client:
+        assert await client.get(DNS, "Mode") == "default"
+        assert await client.get(DNS, "BackendState") == "running"
+        corp = connection("lan0", "vpn", ipv4_dns=servers("198.51.100.53"))
+        corp["ipv4.dns-search"] = Variant("as", ["corp.example"])
+        await set_connection(client, "corp", corp)
+        await set_connection(client, "wan", connection("wan0", ipv4_dns=servers("192.0.2.53")))
+        await client.wait_change(DNS, "Nameservers", ["198.51.100.53", "192.0.2.53"])
+        (routes,) = await client.call(DNS, "ExplainDomains")
+        by_domain = {r["domain"].value: r for r in routes}
+        assert sorted(by_domain) == [".", "corp.example"]
+        assert by_domain["."]["connection"].value == "wan"
+        assert by_domain["."]["servers"].value == ["192.0.2.53"]
+        assert by_domain["corp.example"]["connection"].value == "corp"
+        assert by_domain["corp.example"]["losers"].value == []
+        assert daemon.resolv_conf.read_text().count("nameserver") == 2
+
+
+async def test_mode_none_computes_but_never_writes(
+    daemon: Daemon, bus: PrivateBus, ns: Netns
+) -> None:
+    topology(ns)
+    (daemon.config_dir / "netpathd.conf").write_text("[main]\ndns = none\n")
+    async with bus_client(bus.address) as client:
+        await client.call("org.netpathd1.Manager", "Reload")
+        assert await client.get(DNS, "Mode") == "none"
+        assert await client.get(DNS, "BackendState") == "none"
+        await set_connection(client, "wan", connection("wan0", ipv4_dns=servers("192.0.2.53")))
+        await client.wait_change(DNS, "Nameservers", ["192.0.2.53"])
+        (routes,) = await client.call(DNS, "ExplainDomains")
+        assert [r["connection"].value for r in routes] == ["wan"]
+        assert not daemon.resolv_conf.exists()
