@@ -12,6 +12,11 @@ from netpathd.model.dns_plan import DnsMode
 
 
 def make_backend(mode: DnsMode, context: BackendContext) -> DnsBackend:
+    # Imported on demand: a host in dns=default never loads the bus back-ends.
+    if mode is DnsMode.DNSMASQ:
+        from netpathd.dns_backends.dnsmasq import DnsmasqBackend  # noqa: PLC0415
+
+        return DnsmasqBackend(context)
     from netpathd.dns_backends.resolv_file import NoBackend, ResolverFileBackend  # noqa: PLC0415
 
     if mode is DnsMode.NONE:

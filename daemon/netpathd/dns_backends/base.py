@@ -42,7 +42,10 @@ class DnsBackend(Protocol):
 
 
 class BackendUnavailable(Exception):
-    """The back-end cannot take the plan now; retried when it (re)appears."""
+    """The back-end cannot take the plan now; retried when it (re)appears.
+
+    The message is the new BackendState: `starting: …` or `unavailable: …`.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +105,7 @@ class PushingBackend(ABC):
             try:
                 await self.push(plan)
             except BackendUnavailable as error:
-                self.set_state(f"unavailable: {error}")
+                self.set_state(str(error))
                 continue
             if plan.order.entries:
                 self._context.resolver_file.write(plan.resolver, self.resolver_link())

@@ -1,0 +1,48 @@
+"""What the back-ends send: dnsmasq's command line and SetServersEx argument."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from netpathd.dns_backends.dnsmasq import dnsmasq_argv, servers_ex
+from netpathd.model.dns import DnsConnection, DnsFamilyConfig, GlobalDnsPriority
+from netpathd.model.dns_plan import DnsMode, plan
+from netpathd.model.links import DefaultRoute, Family, Link, NetState
+
+
+def test_dnsmasq_runs_with_networkmanagers_flags_under_our_name() -> None:
+    assert dnsmasq_argv("/usr/sbin/dnsmasq", "/etc/netpathd/dnsmasq.d") == [
+        "/usr/sbin/dnsmasq",
+        "--no-resolv",
+        "--keep-in-foreground",
+        "--no-hosts",
+        "--bind-interfaces",
+        "--pid-file=",
+        "--listen-address=127.0.0.1",
+        "--cache-size=400",
+        "--clear-on-reload",
+        "--conf-file=/dev/null",
+        "--enable-dbus=org.netpathd1.dnsmasq",
+        "--conf-dir=/etc/netpathd/dnsmasq.d",
+    ]
+    assert not any(arg.startswith("--conf-dir") for arg in dnsmasq_argv("dnsmasq", None))
+
+
+def test_servers_ex_gives_the_default_and_each_domain_its_own_entry() -> None:
+    def family(server: str, *search: str) -> DnsFamilyConfig:
+        return DnsFamilyConfig(servers=(ipaddress.IPv4Address(server),), search=search)
+
+    corp = DnsConnection("corp", "tun0", "vpn", ipv4=family("198.51.100.53", "~corp.example"))
+    wan = DnsConnection(
+        "wan", "eth0", "ethernet", ipv4=family("192.0.2.53", "~lab.test"), created_seq=1
+    )
+    state = NetState(
+        links={1: Link(1, "eth0", True), 2: Link(2, "tun0", True)},
+        default_routes=frozenset({DefaultRoute(Family.IPV4, 1, 100)}),
+    )
+    result = plan([corp, wan], state, GlobalDnsPriority(), DnsMode.DNSMASQ)
+    assert servers_ex(result) == [
+        ["192.0.2.53@eth0"],
+        ["198.51.100.53@tun0", "corp.example"],
+        ["192.0.2.53@eth0", "lab.test"],
+    ]
