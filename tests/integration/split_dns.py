@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from dbus_fast import Variant
@@ -37,7 +38,7 @@ class SplitDns:
         """Probe fresh names under ``domain`` until ``server`` answers; seconds it took."""
         start = time.monotonic()
         while True:
-            name = f"probe{next(_probes)}.{domain}".removesuffix(".")
+            name = f"probe{next(_probes)}.{domain}"
             if self.ask(name) == server.address:
                 return time.monotonic() - start
             assert time.monotonic() - start < timeout, f"{domain} never reached {server.link}"
@@ -65,18 +66,32 @@ async def set_settings(client: BusClient, name: str, settings: dict[str, Any]) -
     await client.call(DNS, "SetConnection", "sa{sv}", [name, body])
 
 
-async def add_connections(client: BusClient) -> None:
-    corp = {"connection.interface-name": "corp0", "connection.type": "vpn"}
-    corp |= {"ipv4.dns": ["198.51.100.53"], "ipv4.dns-search": ["~corp.example"]}
-    await set_settings(client, "corp", corp)
-    wan = {"connection.interface-name": "wan0", "connection.type": "ethernet"}
-    await set_settings(client, "wan", wan | {"ipv4.dns": ["203.0.113.53"]})
+CONNECTIONS = """\
+[connection "corp"]
+connection.interface-name = corp0
+connection.type = vpn
+ipv4.dns = 198.51.100.53
+ipv4.dns-search = ~corp.example
+
+[connection "wan"]
+connection.interface-name = wan0
+connection.type = ethernet
+ipv4.dns = 203.0.113.53
+"""
+
+
+def prepare(workdir: Path, mode: str) -> None:
+    """The mode, and both connections as if set over D-Bus before: the first push has them."""
+    for sub in ("config", "state"):
+        (workdir / sub).mkdir(exist_ok=True)
+    (workdir / "config" / "netpathd.conf").write_text(f"[main]\ndns = {mode}\n")
+    (workdir / "state" / "dns.conf").write_text(CONNECTIONS)
 
 
 async def run_scenario(split: SplitDns, client: BusClient, ns: Netns) -> None:
     """The issue's list, in order; each step waits for its own outcome."""
     split.wait_route("corp.example", split.corp)
-    split.wait_route("", split.wan)
+    split.wait_route("example.org", split.wan)
     split.only("host.corp.example", split.corp)
     split.only("example.org", split.wan)
 
@@ -89,17 +104,17 @@ async def run_scenario(split: SplitDns, client: BusClient, ns: Netns) -> None:
     # A negative priority takes everything.
     await set_settings(client, "wan", {"ipv4.dns-search": [], "ipv4.dns-priority": 0})
     await set_settings(client, "corp", {"ipv4.dns-priority": -5})
-    split.wait_route("", split.corp)
+    split.wait_route("example.org", split.corp)
     split.only("everything.example.net", split.corp)
     await set_settings(client, "corp", {"ipv4.dns-priority": 0})
-    split.wait_route("", split.wan)
+    split.wait_route("example.org", split.wan)
 
     # The default route moving to the other link moves the default queries.
     default_route(ns, "corp0", "198.51.100.53", 50)
-    split.wait_route("", split.corp)
+    split.wait_route("example.org", split.corp)
     split.only("moved.example.org", split.corp)
     ns.ip("route", "del", "default", "dev", "corp0")
-    split.wait_route("", split.wan)
+    split.wait_route("example.org", split.wan)
 
     # The connection going away: its domain falls back to the default route's servers.
     await client.call(DNS, "RemoveConnection", "s", ["corp"])

@@ -13,8 +13,8 @@ import pytest
 from tests.integration.split_dns import (
     DNS,
     SplitDns,
-    add_connections,
     default_route,
+    prepare,
     run_scenario,
     wait_state,
 )
@@ -39,8 +39,7 @@ def split(ns: Netns, tmp_path: Path) -> Iterator[SplitDns]:
 
 @pytest.fixture
 def dnsmasq_daemon(ns: Netns, bus: PrivateBus, tmp_path: Path) -> Iterator[Daemon]:
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "netpathd.conf").write_text("[main]\ndns = dnsmasq\n")
+    prepare(tmp_path, "dnsmasq")
     with running_daemon(ns, bus, tmp_path) as started:
         yield started
 
@@ -58,7 +57,6 @@ async def test_split_dns_through_dnsmasq(
 ) -> None:
     async with bus_client(bus.address) as client:
         assert await client.get(DNS, "Mode") == "dnsmasq"
-        await add_connections(client)
         await wait_state(client, "running")
         text = dnsmasq_daemon.resolv_conf.read_text()
         assert "nameserver 127.0.0.1\n" in text
@@ -70,7 +68,6 @@ async def test_kill_9_of_dnsmasq_is_restored(
     dnsmasq_daemon: Daemon, bus: PrivateBus, ns: Netns, split: SplitDns
 ) -> None:
     async with bus_client(bus.address) as client:
-        await add_connections(client)
         await wait_state(client, "running")
         split.wait_route("corp.example", split.corp)
         (pid,) = dnsmasq_pids(ns)
@@ -92,7 +89,6 @@ async def test_switching_modes_leaves_nothing_behind(
     dnsmasq_daemon: Daemon, bus: PrivateBus, ns: Netns, split: SplitDns
 ) -> None:
     async with bus_client(bus.address) as client:
-        await add_connections(client)
         await wait_state(client, "running")
         (pid,) = dnsmasq_pids(ns)
         (dnsmasq_daemon.config_dir / "netpathd.conf").write_text("[main]\ndns = default\n")
@@ -113,14 +109,12 @@ async def test_a_missing_dnsmasq_keeps_the_last_good_file_until_it_appears(
 ) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "netpathd.conf").write_text("[main]\ndns = dnsmasq\n")
+    prepare(tmp_path, "dnsmasq")
     last_good = "nameserver 192.0.2.1\n"
     (tmp_path / "resolv.conf").write_text(last_good)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
     with running_daemon(ns, bus, tmp_path, env=env) as daemon:
         async with bus_client(bus.address) as client:
-            await add_connections(client)
             await wait_state(client, "unavailable: no dnsmasq binary (install dnsmasq-base)")
             assert daemon.resolv_conf.read_text() == last_good
             (bin_dir / "dnsmasq").symlink_to(DNSMASQ)

@@ -1,12 +1,13 @@
-"""What the back-ends send: dnsmasq's command line and SetServersEx argument."""
+"""What the back-ends send: dnsmasq's command line and SetServersEx, resolved's SetLink*."""
 
 from __future__ import annotations
 
 import ipaddress
 
 from netpathd.dns_backends.dnsmasq import dnsmasq_argv, servers_ex
+from netpathd.dns_backends.resolved import link_calls
 from netpathd.model.dns import DnsConnection, DnsFamilyConfig, GlobalDnsPriority
-from netpathd.model.dns_plan import DnsMode, plan
+from netpathd.model.dns_plan import DnsMode, LinkDns, plan
 from netpathd.model.links import DefaultRoute, Family, Link, NetState
 
 
@@ -45,4 +46,34 @@ def test_servers_ex_gives_the_default_and_each_domain_its_own_entry() -> None:
         ["192.0.2.53@eth0"],
         ["198.51.100.53@tun0", "corp.example"],
         ["192.0.2.53@eth0", "lab.test"],
+    ]
+
+
+def test_resolved_gets_one_links_whole_configuration_in_three_calls() -> None:
+    link = LinkDns(
+        ifindex=7,
+        interface_name="tun0",
+        connection="corp",
+        servers=(ipaddress.IPv4Address("198.51.100.53"), ipaddress.IPv6Address("2001:db8::53")),
+        domains=(("corp.example", True), ("lab.test", False), (".", True)),
+        default_route=True,
+    )
+    assert link_calls(link) == [
+        (
+            "SetLinkDNS",
+            "ia(iay)",
+            [
+                7,
+                [
+                    [2, bytes([198, 51, 100, 53])],
+                    [10, bytes.fromhex("20010db8" + "0" * 20 + "0053")],
+                ],
+            ],
+        ),
+        (
+            "SetLinkDomains",
+            "ia(sb)",
+            [7, [["corp.example", True], ["lab.test", False], [".", True]]],
+        ),
+        ("SetLinkDefaultRoute", "ib", [7, True]),
     ]

@@ -17,6 +17,10 @@ def make_backend(mode: DnsMode, context: BackendContext) -> DnsBackend:
         from netpathd.dns_backends.dnsmasq import DnsmasqBackend  # noqa: PLC0415
 
         return DnsmasqBackend(context)
+    if mode is DnsMode.SYSTEMD_RESOLVED:
+        from netpathd.dns_backends.resolved import ResolvedBackend  # noqa: PLC0415
+
+        return ResolvedBackend(context)
     from netpathd.dns_backends.resolv_file import NoBackend, ResolverFileBackend  # noqa: PLC0415
 
     if mode is DnsMode.NONE:

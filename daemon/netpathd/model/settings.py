@@ -13,7 +13,7 @@ from netpathd.model.keyfile import Section, parse_keyfile
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 RC_MANAGERS = ("symlink", "file", "unmanaged")  # NetworkManager's rc-manager values we support
-DNS_MODES = ("default", "dnsmasq", "none")  # NetworkManager's [main] dns
+DNS_MODES = ("default", "dnsmasq", "systemd-resolved", "none")  # NetworkManager's [main] dns
 CONFIG_FILE_NAME = "netpathd.conf"
 
 
