@@ -62,11 +62,37 @@ async def remove_connection(client: Client, args: argparse.Namespace) -> None:
     await client.call(DNS, "RemoveConnection", "s", [args.name])
 
 
+def plain_route(route: dict[str, Variant]) -> dict[str, Any]:
+    values = plain(route)
+    values["losers"] = [plain(loser) for loser in values["losers"]]
+    return values
+
+
+def route_rows(routes: list[dict[str, Any]]) -> list[list[Any]]:
+    return [
+        [
+            route["domain"],
+            route["connection"],
+            route["interface"],
+            route["priority"],
+            " ".join(route["servers"]) or "-",
+        ]
+        for route in routes
+    ]
+
+
+ROUTE_HEADERS = ["DOMAIN", "CONNECTION", "DEVICE", "PRIORITY", "SERVERS"]
+
+
 async def show(client: Client, args: argparse.Namespace) -> None:
     (connections,) = await client.call(DNS, "GetConnections")
+    (routes,) = await client.call(DNS, "ExplainDomains")
     properties = await client.get_all(DNS)
     data = {
+        "mode": properties["Mode"],
+        "backend-state": properties["BackendState"],
         "connections": [{"name": name, **plain(settings)} for name, settings in connections],
+        "domains": [plain_route(route) for route in routes],
         "nameservers": properties["Nameservers"],
         "search": properties["SearchDomains"],
         "resolv-conf": properties["ResolvConfPath"],
@@ -91,12 +117,33 @@ async def show(client: Client, args: argparse.Namespace) -> None:
             f"Nameservers: {' '.join(data['nameservers']) or '-'}",
             f"Search:      {' '.join(data['search']) or '-'}",
             f"File:        {data['resolv-conf']} (rc-manager {properties['RcManager']})",
+            f"Mode:        {data['mode']} ({data['backend-state']})",
+            "",
+            table(ROUTE_HEADERS, route_rows(data["domains"])),
         ]
     )
     emit(args, data, text)
 
 
+async def explain_domains(client: Client, args: argparse.Namespace) -> None:
+    """Per domain the winner, then each loser indented under it, with why."""
+    (routes,) = await client.call(DNS, "ExplainDomains")
+    data = [plain_route(route) for route in routes]
+    rows = []
+    for route, row in zip(data, route_rows(data), strict=True):
+        rows.append([*row, route["reason"]])
+        rows += [
+            ["", f"  lost: {loser['connection']}", loser["interface"], loser["priority"], "-",
+             loser["reason"]]
+            for loser in route["losers"]
+        ]  # fmt: skip
+    emit(args, data, table([*ROUTE_HEADERS, "WHY"], rows))
+
+
 async def explain(client: Client, args: argparse.Namespace) -> None:
+    if args.domains:
+        await explain_domains(client, args)
+        return
     (entries,) = await client.call(DNS, "Explain")
     data = [plain(entry) for entry in entries]
     rows = [
@@ -144,10 +191,14 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     remover.add_argument("name")
     remover.set_defaults(handler=remove_connection)
 
-    sub.add_parser("show", help="connections and the resulting servers").set_defaults(handler=show)
-    sub.add_parser("explain", help="why the servers are in this order").set_defaults(
-        handler=explain
+    sub.add_parser(
+        "show", help="connections, the resulting servers, the mode and the domain routes"
+    ).set_defaults(handler=show)
+    explainer = sub.add_parser("explain", help="why the servers are in this order")
+    explainer.add_argument(
+        "--domains", action="store_true", help="which connection answers each domain, and why"
     )
+    explainer.set_defaults(handler=explain)
     priority = sub.add_parser("global-priority", help="show or set the global defaults")
     priority.add_argument("values", nargs="*", type=int, metavar="IPV4 IPV6")
     priority.set_defaults(handler=global_priority)
