@@ -8,7 +8,7 @@ from dbus_fast import Variant
 from tests.integration.test_dns_daemon import DNS, connection, servers, set_connection, topology
 from tests.support.bus import PrivateBus
 from tests.support.daemon import Daemon
-from tests.support.dbus_client import bus_client
+from tests.support.dbus_client import CallError, bus_client
 from tests.support.netns import Netns
 
 pytestmark = pytest.mark.integration
@@ -50,3 +50,27 @@ async def test_mode_none_computes_but_never_writes(
         (routes,) = await client.call(DNS, "ExplainDomains")
         assert [r["connection"].value for r in routes] == ["wan"]
         assert not daemon.resolv_conf.exists()
+
+
+def test_anyone_may_read_the_mode_and_explain_domains(daemon: Daemon, bus: PrivateBus) -> None:
+    routes = bus.busctl(
+        "call", "org.netpathd1", "/org/netpathd1", DNS, "ExplainDomains", unprivileged=True
+    )
+    assert routes.strip() == "aa{sv} 0"
+    mode = bus.busctl(
+        "get-property", "org.netpathd1", "/org/netpathd1", DNS, "Mode", "BackendState",
+        unprivileged=True,
+    )  # fmt: skip
+    assert mode.split() == ["s", '"default"', "s", '"running"']
+
+
+async def test_a_bad_mode_is_refused_on_reload_and_changes_nothing(
+    daemon: Daemon, bus: PrivateBus
+) -> None:
+    (daemon.config_dir / "netpathd.conf").write_text("[main]\ndns = unbound\n")
+    async with bus_client(bus.address) as client:
+        with pytest.raises(CallError) as refused:
+            await client.call("org.netpathd1.Manager", "Reload")
+        assert refused.value.name == "org.netpathd1.Error.InvalidConfiguration"
+        assert "dns must be one of default, dnsmasq, systemd-resolved, none" in refused.value.text
+        assert await client.get(DNS, "Mode") == "default"

@@ -30,7 +30,7 @@ OBJECT_PATH = "/uk/org/thekelleys/dnsmasq"  # dnsmasq keeps its path whatever th
 CACHE_SIZE = 400  # NetworkManager's
 CALL_TIMEOUT = 5.0
 STOP_TIMEOUT = 5.0
-RESTART_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)  # also how often a missing binary is looked for
+RESTART_DELAYS = (0.0, 0.5, 1.0, 2.0, 5.0)  # also how often a missing binary is looked for
 STABLE_AFTER = 30.0  # a dnsmasq that ran this long starts the delays from the beginning
 SERVICE_UNKNOWN = "org.freedesktop.DBus.Error.ServiceUnknown"
 
