@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+from pathlib import Path
 
+from netpathd.dns_backends.base import BackendContext, PushingBackend
 from netpathd.dns_backends.dnsmasq import dnsmasq_argv, servers_ex
+from netpathd.dns_backends.resolv_file import ResolverFileWriter
 from netpathd.dns_backends.resolved import link_calls
+from netpathd.files.resolv_conf import RcManager
 from netpathd.model.dns import DnsConnection, DnsFamilyConfig, GlobalDnsPriority
-from netpathd.model.dns_plan import DnsMode, LinkDns, plan
+from netpathd.model.dns_plan import DnsMode, DnsPlan, LinkDns, plan
 from netpathd.model.links import DefaultRoute, Family, Link, NetState
 
 
@@ -77,3 +82,37 @@ def test_resolved_gets_one_links_whole_configuration_in_three_calls() -> None:
         ),
         ("SetLinkDefaultRoute", "ib", [7, True]),
     ]
+
+
+class RecordingBackend(PushingBackend):
+    mode = DnsMode.DNSMASQ
+
+    def __init__(self, context: BackendContext) -> None:
+        super().__init__(context)
+        self.pushed: list[DnsPlan] = []
+
+    async def push(self, plan: DnsPlan) -> None:
+        self.pushed.append(plan)
+
+    async def close(self) -> None:
+        await self.stop_pushing()
+
+
+async def test_a_resolver_file_that_cannot_be_written_is_a_state_not_a_dead_pusher(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "not-a-directory").write_text("")
+    impossible = tmp_path / "not-a-directory" / "resolv.conf"
+    states: asyncio.Queue[str] = asyncio.Queue()
+    files = ResolverFileWriter(impossible, tmp_path / "state" / "resolv.conf", RcManager.FILE)
+    backend = RecordingBackend(BackendContext(None, None, files, tmp_path, states.put_nowait))
+    corp = DnsConnection("corp", "tun0", "vpn", ipv4=DnsFamilyConfig(search=("corp.example",)))
+    state = NetState(links={1: Link(1, "tun0", True)})
+    backend.apply(plan([corp], state, GlobalDnsPriority(), DnsMode.DNSMASQ))
+    failed = await asyncio.wait_for(states.get(), 5)
+    assert failed.startswith("failed: cannot write the resolver file:"), failed
+    files.path = tmp_path / "resolv.conf"
+    backend.apply(plan([corp], state, GlobalDnsPriority(ipv4=5), DnsMode.DNSMASQ))
+    assert await asyncio.wait_for(states.get(), 5) == "running"
+    assert len(backend.pushed) == 2
+    await backend.close()

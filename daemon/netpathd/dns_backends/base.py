@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from netpathd.errors import NetpathdError
 from netpathd.model.dns_plan import DnsMode, DnsPlan
 
 if TYPE_CHECKING:
@@ -108,7 +109,12 @@ class PushingBackend(ABC):
                 self.set_state(str(error))
                 continue
             if plan.order.entries:
-                self._context.resolver_file.write(plan.resolver, self.resolver_link())
+                try:
+                    self._context.resolver_file.write(plan.resolver, self.resolver_link())
+                except NetpathdError as error:
+                    # The back-end has the plan; the next plan retries the file.
+                    self.set_state(f"failed: cannot write the resolver file: {error.message}")
+                    continue
             self.set_state(RUNNING)
 
     @abstractmethod
