@@ -264,7 +264,7 @@ def main() -> None:
                 restore_ms[mode] = restores(run, args.restarts)
 
     reference = statistics.median(flip_ms["default"])
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for mode, values in flip_ms.items():
         median, p99 = summary(values)
         rows.append((mode, median, p99, ratio(statistics.median(values), reference)))
