@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 from dbus_fast import Variant
 
@@ -74,3 +76,11 @@ async def test_a_bad_mode_is_refused_on_reload_and_changes_nothing(
         assert refused.value.name == "org.netpathd1.Error.InvalidConfiguration"
         assert "dns must be one of default, dnsmasq, systemd-resolved, none" in refused.value.text
         assert await client.get(DNS, "Mode") == "default"
+
+
+async def test_sighup_switches_the_mode(daemon: Daemon, bus: PrivateBus) -> None:
+    async with bus_client(bus.address) as client:
+        (daemon.config_dir / "netpathd.conf").write_text("[main]\ndns = none\n")
+        daemon.signal(signal.SIGHUP)
+        await client.wait_change(DNS, "Mode", "none")
+        assert await client.get(DNS, "BackendState") == "none"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from dbus_fast import Variant
 
 from tests.integration.split_dns import (
     DNS,
@@ -120,3 +121,24 @@ async def test_without_resolved_the_last_good_file_stays_until_it_appears(
             assert os.readlink(made.daemon.resolv_conf) == STUB
             made.split.wait_route("corp.example", made.split.corp)
             made.split.only("late.corp.example", made.split.corp)
+
+
+async def test_a_refusal_keeps_the_last_good_file_and_says_why(frame: Frame) -> None:
+    """resolved refuses per-link DNS on loopback: the push fails, and nothing moves."""
+    async with bus_client(frame.bus.address) as client:
+        await wait_state(client, "running")
+        before = os.readlink(frame.daemon.resolv_conf)
+        loopback = {
+            "connection.interface-name": Variant("s", "lo"),
+            "connection.type": Variant("s", "loopback"),
+            "ipv4.dns": Variant("as", ["192.0.2.99"]),
+            "ipv4.dns-search": Variant("as", ["~loop.example"]),
+        }
+        await client.call(DNS, "SetConnection", "sa{sv}", ["loop", loopback])
+        refused = await client.next_change(DNS, "BackendState")
+        assert refused.startswith("unavailable: SetLinkDNS(1) refused: "), refused
+        assert "loopback" in refused
+        assert os.readlink(frame.daemon.resolv_conf) == before
+        await client.call(DNS, "RemoveConnection", "s", ["loop"])
+        await client.wait_change(DNS, "BackendState", "running")
+        frame.split.only("still.corp.example", frame.split.corp)
