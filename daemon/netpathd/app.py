@@ -96,12 +96,19 @@ class Daemon:
             options.resolv_conf,
             RcManager(self.manager.settings.rc_manager),
         )
+        if self.manager.settings.dns != "default":
+            # Until the bus is there for its back-end, compute but write nothing: the resolver
+            # file must not flip to the ordered servers and back to the local resolver.
+            from netpathd.dns_backends.resolv_file import NoBackend  # noqa: PLC0415
+
+            self.dns.hold(NoBackend())
         self.watcher = RtnlWatcher(self._on_network_change)
         self.manager.add_reloader(self._prepare_dns_reload)
         self.mptcp = MptcpManager(options.config_dir, options.state_dir)
         self.manager.add_reloader(lambda _settings: self.mptcp.prepare_reload())
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._bus: MessageBus | None = None
 
     async def start(self) -> MessageBus:
         """Load, read the kernel, connect, export, own the name: then READY=1."""
@@ -124,6 +131,8 @@ class Daemon:
 
         service_manager.notify("STATUS=Connecting to the bus")
         bus = await connect(self.options.bus_address)
+        self._bus = bus
+        await self._select_dns_backend()
         try:
             await publish(
                 bus,
@@ -169,6 +178,7 @@ class Daemon:
             task.cancel()
         await self.watcher.close()
         await self.mptcp.close()
+        await self.dns.close()
         if disconnected.done():
             log.error("lost the connection to the bus, exiting")
             return 1
@@ -199,8 +209,27 @@ class Daemon:
 
         async def commit() -> None:
             adopt()
+            await self._select_dns_backend()
 
         return commit
+
+    async def _select_dns_backend(self) -> None:
+        """The back-end of `[main] dns`; a changed mode replaces the old one (which cleans up)."""
+        from netpathd.dns_backends import make_backend  # noqa: PLC0415
+        from netpathd.dns_backends.base import BackendContext  # noqa: PLC0415
+        from netpathd.model.dns_plan import DnsMode  # noqa: PLC0415
+
+        mode = DnsMode(self.manager.settings.dns)
+        if mode is self.dns.mode:
+            return
+        context = BackendContext(
+            bus=self._bus,
+            bus_address=self.options.bus_address,
+            resolver_file=self.dns.resolver_file,
+            config_dir=self.options.config_dir,
+            on_state=self.dns.backend_state_changed,
+        )
+        await self.dns.set_backend(make_backend(mode, context))
 
     def _on_network_change(self, state: NetState) -> None:
         """One coalesced snapshot feeds both halves; MPTCP acts on it in its own task."""

@@ -1,12 +1,13 @@
-"""The DNS half of the daemon: connections in, one resolver file out.
+"""The DNS half of the daemon: connections in, one plan out to the back-end of the mode.
 
 Three layers of connections, highest first: runtime-only ones (set over D-Bus,
 gone at restart), persisted ones (set over D-Bus, kept in ``--state-dir``) and
 the administrator's (``--config-dir/dns.conf``, never written by netpathd).
-The order itself is `model.dns.order`, a pure function; this class only feeds
-it the current network state, writes the result when it changed and tells
-observers which properties moved.  Until at least one connection is configured
-the resolver file is not touched.
+The order and the domain routes are `model.dns_plan.plan`, a pure function; this
+class only feeds it the current network state, hands a changed plan to the
+back-end of the `[main] dns` mode (`dns_backends`, which it never looks into) and
+tells observers which properties moved.  Until at least one connection is
+configured the resolver file is not touched.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from netpathd.dns_backends.base import DnsBackend
+from netpathd.dns_backends.resolv_file import ResolverFileBackend, ResolverFileWriter
 from netpathd.errors import ConfigError, Failed, NotFound
 from netpathd.files.config import read_config_text
-from netpathd.files.resolv_conf import RcManager, render, write_resolv_conf
+from netpathd.files.resolv_conf import RcManager
 from netpathd.files.state import save_state
-from netpathd.model.dns import DnsConnection, DnsResult, GlobalDnsPriority, order
+from netpathd.model.dns import DnsConnection, DnsResult, GlobalDnsPriority
+from netpathd.model.dns_plan import DnsMode, DnsPlan, plan
 from netpathd.model.dns_settings import (
     DnsConfig,
     merge_settings,
@@ -50,18 +54,17 @@ class DnsManager:
     ) -> None:
         self._admin_path = config_dir / DNS_FILE_NAME
         self._state_path = state_dir / DNS_FILE_NAME
-        self.resolv_conf = resolv_conf
-        # The private copy NetworkManager calls /run/NetworkManager/resolv.conf: with
-        # rc-manager=symlink, /etc/resolv.conf may point here.
-        self._private_copy = state_dir / "resolv.conf"
-        self.rc_manager = rc_manager
+        self.resolver_file = ResolverFileWriter(resolv_conf, state_dir / "resolv.conf", rc_manager)
+        # dns=default until the daemon picks the back-end of the configured mode.
+        self._backend: DnsBackend | None = ResolverFileBackend(self.resolver_file)
+        self._mode = DnsMode.DEFAULT
+        self._plan = DnsPlan()
+        self._applied: DnsPlan | None = None
         self._admin = DnsConfig()
         self._persisted = DnsConfig()
         self._runtime: dict[str, DnsConnection] = {}
         self._state_file_error: ConfigError | None = None
         self._state = NetState()
-        self._result = DnsResult()
-        self._written: str | None = None
         self._started = False  # nothing is written before the first network state is known
         self._observers: list[Observer] = []
 
@@ -69,7 +72,31 @@ class DnsManager:
 
     @property
     def result(self) -> DnsResult:
-        return self._result
+        return self._plan.order
+
+    @property
+    def plan(self) -> DnsPlan:
+        return self._plan
+
+    @property
+    def resolv_conf(self) -> Path:
+        return self.resolver_file.path
+
+    @property
+    def rc_manager(self) -> RcManager:
+        return self.resolver_file.rc_manager
+
+    @rc_manager.setter
+    def rc_manager(self, rc_manager: RcManager) -> None:
+        self.resolver_file.rc_manager = rc_manager
+
+    @property
+    def mode(self) -> DnsMode:
+        return self._mode
+
+    @property
+    def backend_state(self) -> str:
+        return self._backend.state if self._backend is not None else "starting"
 
     @property
     def global_priority(self) -> GlobalDnsPriority:
@@ -194,6 +221,32 @@ class DnsManager:
         self._persist(dataclasses.replace(self._persisted, global_priority=priority))
         self._recompute(extra=frozenset({"GlobalDnsPriority"}))
 
+    def hold(self, placeholder: DnsBackend) -> None:
+        """Before start: use a back-end that has nothing to undo (set_backend replaces it)."""
+        self._backend = placeholder
+        self._mode = placeholder.mode
+
+    async def set_backend(self, backend: DnsBackend) -> None:
+        """Switch modes: the old back-end undoes what it configured, the new one gets the plan."""
+        old, self._backend = self._backend, None
+        if old is not None:
+            await old.close()
+        changed = {"BackendState"} | ({"Mode"} if backend.mode is not self._mode else set())
+        self._mode = backend.mode
+        self._backend = backend
+        self._applied = None
+        log.info("DNS mode %s", backend.mode.value)
+        self._recompute(extra=frozenset(changed))
+
+    async def close(self) -> None:
+        """At exit the back-end stops its processes and reverts what it configured."""
+        if self._backend is not None:
+            await self._backend.close()
+            self._backend = None
+
+    def backend_state_changed(self, _state: str) -> None:
+        self._notify(frozenset({"BackendState"}))
+
     # -- effects -------------------------------------------------------------------
 
     def _persist(self, config: DnsConfig) -> None:
@@ -205,27 +258,19 @@ class DnsManager:
         if not self._started:
             return
         conns = [conn for conn, _ in self.connections()]
-        old, self._result = self._result, order(conns, self._state, self.global_priority)
-        text = render(self._result)
-        # With no DNS connection at all netpathd has nothing to say about DNS: it leaves the
-        # resolver file alone instead of replacing the host's servers with none.
-        if conns and text != self._written:
-            self._private_copy.parent.mkdir(parents=True, exist_ok=True)
-            if write_resolv_conf(
-                self.resolv_conf, text, self.rc_manager, private_path=self._private_copy
-            ):
-                log.info(
-                    "wrote %s: nameservers %s",
-                    self.resolv_conf,
-                    " ".join(self._result.nameservers) or "(none)",
-                    extra={"RESOLV_CONF": str(self.resolv_conf)},
-                )
-            self._written = text
+        old = self._plan
+        self._plan = plan(conns, self._state, self.global_priority, self._mode)
+        if self._backend is not None and self._plan != self._applied:
+            self._backend.apply(self._plan)  # Failed from a file write reaches the caller
+            self._applied = self._plan
         changed = set(extra)
-        if old.nameservers != self._result.nameservers:
+        if old.resolver.nameservers != self._plan.resolver.nameservers:
             changed.add("Nameservers")
-        if old.searches != self._result.searches:
+        if old.resolver.searches != self._plan.resolver.searches:
             changed.add("SearchDomains")
         if changed:
-            for observer in self._observers:
-                observer(frozenset(changed))
+            self._notify(frozenset(changed))
+
+    def _notify(self, names: frozenset[str]) -> None:
+        for observer in self._observers:
+            observer(names)

@@ -109,3 +109,36 @@ def test_errors_have_messages_and_exit_codes(
     result = netpathctl(bus.address, *argv)
     assert result.returncode == code, result.stderr
     assert message in result.stderr
+
+
+def test_show_and_explain_domains(daemon: Daemon, bus: PrivateBus, ns: Netns) -> None:
+    topology(ns)
+    ok(bus, "dns", "set", "wan", "connection.interface-name", "wan0",
+       "connection.type", "ethernet", "ipv4.dns", "192.0.2.53",
+       "ipv4.dns-search", "~corp.example")  # fmt: skip
+    ok(bus, "dns", "set", "corp", "connection.interface-name", "lan0",
+       "connection.type", "vpn", "ipv4.dns", "198.51.100.53",
+       "ipv4.dns-search", "~corp.example")  # fmt: skip
+    shown = ok(bus, "dns", "show")
+    assert "Mode:        default (running)" in shown
+    routes = {line.split()[0]: line.split()[1:3] for line in shown.splitlines()[-2:]}
+    assert routes == {".": ["wan", "wan0"], "corp.example": ["corp", "lan0"]}
+    data = json.loads(ok(bus, "--json", "dns", "show"))
+    assert (data["mode"], data["backend_state"]) == ("default", "running")
+    assert [route["domain"] for route in data["domains"]] == [".", "corp.example"]
+
+    explained = ok(bus, "dns", "explain", "--domains").splitlines()
+    assert explained[0].split() == ["DOMAIN", "CONNECTION", "DEVICE", "PRIORITY", "SERVERS", "WHY"]
+    (lost,) = [line for line in explained if "lost:" in line]
+    assert lost.split()[:4] == ["lost:", "wan", "wan0", "100"]
+    assert "same priority" not in lost and "claims it with lower priority 50" in lost
+    entries = json.loads(ok(bus, "--json", "dns", "explain", "--domains"))
+    (corp,) = [entry for entry in entries if entry["domain"] == "corp.example"]
+    assert corp["losers"] == [
+        {
+            "connection": "wan",
+            "interface": "wan0",
+            "priority": 100,
+            "reason": "corp claims it with lower priority 50",
+        }
+    ]

@@ -368,3 +368,33 @@ def connections(draw: st.DrawFn) -> DnsConfig:
 def test_keyfile_round_trip(config: DnsConfig) -> None:
     text = render_connections_file(config)
     assert parse_connections_file(text, "f") == config
+
+
+@pytest.mark.parametrize(
+    "domain",
+    [
+        "corp example",
+        "~",
+        "~~corp.example",
+        "corp.example\n",
+        "corp.example\nnameserver 192.0.2.66",
+        "a\rb",
+        "corp.example/10.0.0.1",
+        "#corp",
+        ("a" * 62 + ".") * 4 + "ab",  # 254 characters
+        "~" + ("a" * 62 + ".") * 4 + "ab",
+        ".",
+        "",
+    ],
+)
+def test_a_domain_that_could_inject_a_line_or_a_route_is_refused(domain: str) -> None:
+    """Split DNS pushes domains to dnsmasq (/domain/server) and resolved: only host names pass."""
+    with pytest.raises(InvalidArgument, match="is not a domain name"):
+        merge_settings(None, "c", {**BASE, "ipv4.dns-search": [domain]}, created_seq=0)
+
+
+def test_a_domain_of_253_characters_is_accepted() -> None:
+    domain = ("a" * 62 + ".") * 4 + "a"
+    assert len(domain) == 253
+    conn = merge_settings(None, "c", {**BASE, "ipv4.dns-search": [f"~{domain}"]}, created_seq=0)
+    assert conn.ipv4.search == (f"~{domain}",)

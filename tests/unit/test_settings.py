@@ -43,3 +43,15 @@ def test_sections_keep_their_argument_and_order() -> None:
     assert [(s.name, s.argument, s.line) for s in sections] == [("a", "x y", 1), ("a", "z", 4)]
     assert sections[0].entries[0].key == "k"
     assert sections[0].entries[0].value == "v"
+
+
+@pytest.mark.parametrize("mode", ["default", "dnsmasq", "systemd-resolved", "none"])
+def test_dns_mode_is_read(mode: str) -> None:
+    assert parse_settings(f"[main]\ndns = {mode}\n", "f").dns == mode
+
+
+def test_unknown_dns_mode_is_refused() -> None:
+    with pytest.raises(
+        ConfigError, match="dns must be one of default, dnsmasq, systemd-resolved, none"
+    ):
+        parse_settings("[main]\ndns = unbound\n", "f")

@@ -12,6 +12,7 @@ from netpathd.bus.errors import dbus_errors
 from netpathd.dns_manager import DnsManager
 from netpathd.errors import InvalidArgument
 from netpathd.model.dns import DnsEntry, effective_priority
+from netpathd.model.dns_plan import DomainRoute
 from netpathd.model.dns_settings import SETTINGS_SIGNATURES, make_global_priority, to_settings
 from netpathd.model.links import Family
 
@@ -51,6 +52,27 @@ def explain_entry(entry: DnsEntry) -> dict[str, Variant]:
         "reason": Variant("s", entry.reason),
         "servers": Variant("as", list(entry.servers)),
         "duplicates": Variant("as", list(entry.duplicates)),
+    }
+
+
+def explain_route(route: DomainRoute) -> dict[str, Variant]:
+    losers = [
+        {
+            "connection": Variant("s", loser.connection),
+            "interface": Variant("s", loser.interface_name),
+            "priority": Variant("i", loser.priority),
+            "reason": Variant("s", loser.reason),
+        }
+        for loser in route.losers
+    ]
+    return {
+        "domain": Variant("s", route.domain),
+        "connection": Variant("s", route.connection),
+        "interface": Variant("s", route.interface_name),
+        "servers": Variant("as", list(route.servers)),
+        "priority": Variant("i", route.priority),
+        "reason": Variant("s", route.reason),
+        "losers": Variant("aa{sv}", losers),
     }
 
 
@@ -100,13 +122,27 @@ class DnsInterface(ServiceInterface):
         """Every candidate entry in order: priority, rank, included or not, and why."""
         return [explain_entry(entry) for entry in self._dns.result.entries]
 
+    @dbus_method()
+    @dbus_errors
+    def ExplainDomains(self) -> ExplainList:
+        """Per domain ("." for all others): the connection that answers it, and the losers."""
+        return [explain_route(route) for route in self._dns.plan.routes]
+
     @dbus_property(access=PropertyAccess.READ)
     def Nameservers(self) -> Strings:
-        return list(self._dns.result.nameservers)
+        return list(self._dns.plan.resolver.nameservers)
 
     @dbus_property(access=PropertyAccess.READ)
     def SearchDomains(self) -> Strings:
-        return list(self._dns.result.searches)
+        return list(self._dns.plan.resolver.searches)
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Mode(self) -> DBusStr:
+        return self._dns.mode.value
+
+    @dbus_property(access=PropertyAccess.READ)
+    def BackendState(self) -> DBusStr:
+        return self._dns.backend_state
 
     @dbus_property(access=PropertyAccess.READ)
     def ResolvConfPath(self) -> DBusStr:
@@ -130,8 +166,10 @@ class DnsInterface(ServiceInterface):
 
     def _on_change(self, names: frozenset[str]) -> None:
         values: dict[str, Any] = {
-            "Nameservers": list(self._dns.result.nameservers),
-            "SearchDomains": list(self._dns.result.searches),
+            "Nameservers": list(self._dns.plan.resolver.nameservers),
+            "SearchDomains": list(self._dns.plan.resolver.searches),
+            "Mode": self._dns.mode.value,
+            "BackendState": self._dns.backend_state,
             "GlobalDnsPriority": [
                 self._dns.global_priority.ipv4,
                 self._dns.global_priority.ipv6,

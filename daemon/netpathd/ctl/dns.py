@@ -71,11 +71,37 @@ async def remove_connection(client: Client, args: argparse.Namespace) -> None:
     await client.call(DNS, "RemoveConnection", "s", [args.name])
 
 
+def plain_route(route: dict[str, Variant]) -> dict[str, Any]:
+    values = plain(route)
+    values["losers"] = [plain(loser) for loser in values["losers"]]
+    return values
+
+
+def route_rows(routes: list[dict[str, Any]]) -> list[list[Any]]:
+    return [
+        [
+            route["domain"],
+            route["connection"],
+            route["interface"],
+            route["priority"],
+            " ".join(route["servers"]) or "-",
+        ]
+        for route in routes
+    ]
+
+
+ROUTE_HEADERS = ["DOMAIN", "CONNECTION", "DEVICE", "PRIORITY", "SERVERS"]
+
+
 async def show(client: Client, args: argparse.Namespace) -> None:
     (connections,) = await client.call(DNS, "GetConnections")
+    (routes,) = await client.call(DNS, "ExplainDomains")
     properties = await client.get_all(DNS)
     data = {
+        "mode": properties["Mode"],
+        "backend_state": properties["BackendState"],
         "connections": [{"name": name, **plain(settings)} for name, settings in connections],
+        "domains": [plain_route(route) for route in routes],
         "nameservers": properties["Nameservers"],
         "search": properties["SearchDomains"],
         "resolv_conf": properties["ResolvConfPath"],
@@ -100,12 +126,33 @@ async def show(client: Client, args: argparse.Namespace) -> None:
             f"Nameservers: {' '.join(data['nameservers']) or '-'}",
             f"Search:      {' '.join(data['search']) or '-'}",
             f"File:        {data['resolv_conf']} (rc-manager {properties['RcManager']})",
+            f"Mode:        {data['mode']} ({data['backend_state']})",
+            "",
+            table(ROUTE_HEADERS, route_rows(data["domains"])),
         ]
     )
     emit(args, data, text)
 
 
+async def explain_domains(client: Client, args: argparse.Namespace) -> None:
+    """Per domain the winner, then each loser indented under it, with why."""
+    (routes,) = await client.call(DNS, "ExplainDomains")
+    data = [plain_route(route) for route in routes]
+    rows = []
+    for route, row in zip(data, route_rows(data), strict=True):
+        rows.append([*row, route["reason"]])
+        rows += [
+            ["", f"  lost: {loser['connection']}", loser["interface"], loser["priority"], "-",
+             loser["reason"]]
+            for loser in route["losers"]
+        ]  # fmt: skip
+    emit(args, data, table([*ROUTE_HEADERS, "WHY"], rows))
+
+
 async def explain(client: Client, args: argparse.Namespace) -> None:
+    if args.domains:
+        await explain_domains(client, args)
+        return
     (entries,) = await client.call(DNS, "Explain")
     data = [snake_keys(plain(entry)) for entry in entries]
     rows = [
@@ -174,8 +221,14 @@ def register(verbs: Verbs) -> None:
     remover.add_argument("name", metavar="NAME")
     remover.set_defaults(handler=remove_connection)
 
-    add_verb(sub, "show", "connections and the resulting servers").set_defaults(handler=show)
-    add_verb(sub, "explain", "why the servers are in this order").set_defaults(handler=explain)
+    add_verb(
+        sub, "show", "connections, the resulting servers, the mode and the domain routes"
+    ).set_defaults(handler=show)
+    explainer = add_verb(sub, "explain", "why the servers are in this order")
+    explainer.add_argument(
+        "--domains", action="store_true", help="which connection answers each domain, and why"
+    )
+    explainer.set_defaults(handler=explain)
     priority = add_verb(sub, "global-priority", "show or set the global defaults")
     priority.add_argument("values", nargs="*", type=int, metavar="IPV4 IPV6")
     priority.set_defaults(handler=global_priority)

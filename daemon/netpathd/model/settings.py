@@ -13,6 +13,7 @@ from netpathd.model.keyfile import Section, parse_keyfile
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 RC_MANAGERS = ("symlink", "file", "unmanaged")  # NetworkManager's rc-manager values we support
+DNS_MODES = ("default", "dnsmasq", "systemd-resolved", "none")  # NetworkManager's [main] dns
 CONFIG_FILE_NAME = "netpathd.conf"
 
 
@@ -22,10 +23,11 @@ class Settings:
     # NetworkManager's default (its "auto" without resolvconf/netconfig): leave a symlinked
     # resolv.conf that points elsewhere (systemd-resolved's stub) alone.
     rc_manager: str = "symlink"
+    dns: str = "default"
 
 
 def _parse_main(section: Section, path: str) -> dict[str, str]:
-    choices = {"log-level": LOG_LEVELS, "rc-manager": RC_MANAGERS}
+    choices = {"log-level": LOG_LEVELS, "rc-manager": RC_MANAGERS, "dns": DNS_MODES}
     values: dict[str, str] = {}
     for entry in section.entries:
         allowed = choices.get(entry.key)

@@ -1,0 +1,239 @@
+"""dns=dnsmasq: netpathd's own dnsmasq on 127.0.0.1, configured over D-Bus.
+
+As NetworkManager runs it (`src/core/dns/nm-dns-dnsmasq.c`): a private instance with the
+same command line (`--enable-dbus` under our own name), the servers pushed with
+`SetServersEx` after every change and whenever dnsmasq signals `Up` (a restarted dnsmasq has
+no servers and answers REFUSED), and restarted with a growing delay when it dies.
+dnsmasq does not apply search domains, so the resolver file keeps the `search` line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import time
+
+from dbus_fast import Message, MessageType
+from dbus_fast.aio import MessageBus
+
+from netpathd.dns_backends.base import BackendContext, BackendUnavailable, PushingBackend
+from netpathd.model.dns_plan import DEFAULT_DOMAIN, DnsMode, DnsPlan
+
+log = logging.getLogger(__name__)
+
+BUS_NAME = "org.netpathd1.dnsmasq"
+OBJECT_PATH = "/uk/org/thekelleys/dnsmasq"  # dnsmasq keeps its path whatever the name
+CACHE_SIZE = 400  # NetworkManager's
+CALL_TIMEOUT = 5.0
+STOP_TIMEOUT = 5.0
+RESTART_DELAYS = (0.0, 0.5, 1.0, 2.0, 5.0)  # also how often a missing binary is looked for
+STABLE_AFTER = 30.0  # a dnsmasq that ran this long starts the delays from the beginning
+SERVICE_UNKNOWN = "org.freedesktop.DBus.Error.ServiceUnknown"
+
+
+def find_dnsmasq() -> str | None:
+    """dnsmasq on PATH (the unit's PATH, like systemd's default, includes /usr/sbin)."""
+    return shutil.which("dnsmasq")
+
+
+def dnsmasq_argv(binary: str, conf_dir: str | None) -> list[str]:
+    """NetworkManager's command line, with netpathd's bus name and no pid file."""
+    argv = [
+        binary,
+        "--no-resolv",
+        "--keep-in-foreground",
+        "--no-hosts",
+        "--bind-interfaces",
+        "--pid-file=",
+        "--listen-address=127.0.0.1",
+        f"--cache-size={CACHE_SIZE}",
+        "--clear-on-reload",
+        "--conf-file=/dev/null",
+        f"--enable-dbus={BUS_NAME}",
+    ]
+    if conf_dir is not None:
+        argv.append(f"--conf-dir={conf_dir}")
+    return argv
+
+
+def servers_ex(plan: DnsPlan) -> list[list[str]]:
+    """The `SetServersEx` argument: per server `[server@ifname, domain...]`.
+
+    Servers of the default route get an entry without domains (dnsmasq's "everything else");
+    servers that also answer a domain get a second entry for it, so neither role hides the
+    other.  Names come from validated settings only (model.dns_settings), never raw input.
+    """
+    default: list[list[str]] = []
+    by_server: dict[str, list[str]] = {}
+    for route in plan.routes:
+        for server in route.servers:
+            spec = f"{server}@{route.interface_name}"
+            if route.domain == DEFAULT_DOMAIN:
+                default.append([spec])
+            else:
+                by_server.setdefault(spec, [spec]).append(route.domain)
+    return [*default, *by_server.values()]
+
+
+class DnsmasqBackend(PushingBackend):
+    mode = DnsMode.DNSMASQ
+
+    def __init__(self, context: BackendContext) -> None:
+        super().__init__(context)
+        self._process: asyncio.subprocess.Process | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self.starts = 0  # how many dnsmasq processes were started (Explain, tests)
+        self._match = f"type='signal',sender='{BUS_NAME}',path='{OBJECT_PATH}',member='Up'"
+        self._subscribed = False
+
+    def apply(self, plan: DnsPlan) -> None:
+        if self._supervisor is None:
+            self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
+        super().apply(plan)
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    async def push(self, plan: DnsPlan) -> None:
+        bus = self._context.bus
+        if bus is None or self._process is None:
+            raise BackendUnavailable("starting: dnsmasq is not running yet")
+        try:
+            reply = await asyncio.wait_for(
+                bus.call(
+                    Message(
+                        destination=BUS_NAME,
+                        path=OBJECT_PATH,
+                        interface=BUS_NAME,
+                        member="SetServersEx",
+                        signature="aas",
+                        body=[servers_ex(plan)],
+                    )
+                ),
+                CALL_TIMEOUT,
+            )
+        except TimeoutError:
+            raise BackendUnavailable(
+                f"unavailable: dnsmasq did not answer within {CALL_TIMEOUT}s"
+            ) from None
+        if reply is not None and reply.error_name == SERVICE_UNKNOWN:
+            raise BackendUnavailable(f"starting: waiting for dnsmasq to own {BUS_NAME}")
+        if reply is None or reply.message_type is MessageType.ERROR:
+            detail = reply.body[0] if reply is not None and reply.body else ""
+            name = reply.error_name if reply is not None else "no reply"
+            raise BackendUnavailable(f"unavailable: SetServersEx refused: {name} {detail}".rstrip())
+
+    async def close(self) -> None:
+        await self.stop_pushing()
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+            self._supervisor = None
+        await self._terminate()
+        bus = self._context.bus
+        if bus is not None and self._subscribed:
+            bus.remove_message_handler(self._on_message)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._bus_call(bus, "RemoveMatch"), CALL_TIMEOUT)
+
+    async def _supervise(self) -> None:
+        await self._subscribe()
+        failures = 0
+        while True:
+            started = time.monotonic()
+            binary = find_dnsmasq()
+            if binary is None:
+                self.set_state("unavailable: no dnsmasq binary (install dnsmasq-base)")
+            elif (status := await self._run_once(binary)) is not None:
+                self.set_state(f"restarting: dnsmasq exited ({_describe(status)})")
+            if time.monotonic() - started >= STABLE_AFTER:
+                failures = 0
+            await asyncio.sleep(RESTART_DELAYS[min(failures, len(RESTART_DELAYS) - 1)])
+            failures += 1
+
+    async def _run_once(self, binary: str) -> int | None:
+        """Start dnsmasq and wait for its exit status; None when it could not be started."""
+        env = dict(os.environ)
+        if self._context.bus_address is not None:
+            env["DBUS_SYSTEM_BUS_ADDRESS"] = self._context.bus_address
+        conf_dir = self._context.config_dir / "dnsmasq.d"
+        argv = dnsmasq_argv(binary, str(conf_dir) if conf_dir.is_dir() else None)
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                *argv,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as error:
+            self.set_state(f"unavailable: cannot start {binary}: {error.strerror}")
+            return None
+        self.starts += 1
+        log.info("started dnsmasq (pid %d): %s", self._process.pid, " ".join(argv))
+        # The first push fails until dnsmasq owns its name; `Up` wakes the pusher again.
+        self.wake()
+        _, stderr = await self._process.communicate()
+        status = self._process.returncode
+        self._process = None
+        if stderr.strip():
+            log.warning("dnsmasq: %s", stderr.decode(errors="replace").strip())
+        return status if status is not None else 0
+
+    async def _terminate(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.returncode is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+        log.info("stopped dnsmasq (pid %d)", process.pid)
+
+    async def _subscribe(self) -> None:
+        bus = self._context.bus
+        if bus is None or self._subscribed:
+            return
+        bus.add_message_handler(self._on_message)
+        self._subscribed = True
+        try:
+            await asyncio.wait_for(self._bus_call(bus, "AddMatch"), CALL_TIMEOUT)
+        except TimeoutError:
+            log.warning("could not subscribe to dnsmasq's Up signal: the bus did not answer")
+
+    async def _bus_call(self, bus: MessageBus, member: str) -> None:
+        await bus.call(
+            Message(
+                destination="org.freedesktop.DBus",
+                path="/org/freedesktop/DBus",
+                interface="org.freedesktop.DBus",
+                member=member,
+                signature="s",
+                body=[self._match],
+            )
+        )
+
+    def _on_message(self, message: Message) -> bool | None:
+        if (
+            message.message_type is MessageType.SIGNAL
+            and message.member == "Up"
+            and message.path == OBJECT_PATH
+            and message.interface == BUS_NAME
+        ):
+            log.info("dnsmasq is up: pushing the servers")
+            self.wake()
+        return None
+
+
+def _describe(status: int) -> str:
+    if status < 0:
+        return f"killed by {signal.Signals(-status).name}"
+    return f"status {status}"

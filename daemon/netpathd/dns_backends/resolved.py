@@ -1,0 +1,158 @@
+"""dns=systemd-resolved: per-link servers and domains on org.freedesktop.resolve1.
+
+As NetworkManager's `src/core/dns/nm-dns-systemd-resolved.c` does it: for every interface
+`SetLinkDNS`, `SetLinkDomains` (search domains, `~domain` routing domains, `~.` on the link
+that answers everything else) and `SetLinkDefaultRoute`; `RevertLink` for an interface that
+no longer carries a connection; everything again when resolved (re)appears on the bus
+(`NameOwnerChanged`), because a restarted resolved has forgotten it all.
+
+A domain claimed by two links goes to the winner only (model.dns_plan): resolved would send
+the query to both and take the first answer (measured), which breaks the dns-priority rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from typing import Any
+
+from dbus_fast import Message, MessageType
+from dbus_fast.aio import MessageBus
+
+from netpathd.dns_backends.base import BackendContext, BackendUnavailable, PushingBackend
+from netpathd.model.dns_plan import DnsMode, DnsPlan, LinkDns
+
+log = logging.getLogger(__name__)
+
+BUS_NAME = "org.freedesktop.resolve1"
+OBJECT_PATH = "/org/freedesktop/resolve1"
+INTERFACE = "org.freedesktop.resolve1.Manager"
+STUB_RESOLV_CONF = "/run/systemd/resolve/stub-resolv.conf"
+CALL_TIMEOUT = 5.0
+OWNER_MATCH = (
+    "type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
+    f"member='NameOwnerChanged',arg0='{BUS_NAME}'"
+)
+
+
+def link_calls(link: LinkDns) -> list[tuple[str, str, list[Any]]]:
+    """The three calls that give resolved one link's whole configuration."""
+    servers = [
+        [socket.AF_INET if server.version == 4 else socket.AF_INET6, server.packed]
+        for server in link.servers
+    ]
+    return [
+        ("SetLinkDNS", "ia(iay)", [link.ifindex, servers]),
+        ("SetLinkDomains", "ia(sb)", [link.ifindex, [list(d) for d in link.domains]]),
+        ("SetLinkDefaultRoute", "ib", [link.ifindex, link.default_route]),
+    ]
+
+
+class ResolvedBackend(PushingBackend):
+    mode = DnsMode.SYSTEMD_RESOLVED
+
+    def __init__(self, context: BackendContext) -> None:
+        super().__init__(context)
+        self._configured: dict[int, LinkDns] = {}  # what resolved has from us, by ifindex
+        self._subscribed = False
+
+    def resolver_link(self) -> str:
+        return STUB_RESOLV_CONF
+
+    async def push(self, plan: DnsPlan) -> None:
+        bus = self._context.bus
+        if bus is None:
+            raise BackendUnavailable("starting: not connected to the bus yet")
+        await self._subscribe(bus)
+        wanted = {link.ifindex: link for link in plan.links}
+        for ifindex in sorted(set(self._configured) - set(wanted)):
+            await self._call(bus, "RevertLink", "i", [ifindex])
+            del self._configured[ifindex]
+        for ifindex, link in wanted.items():
+            if self._configured.get(ifindex) == link:
+                continue
+            for member, signature, body in link_calls(link):
+                await self._call(bus, member, signature, body)
+            self._configured[ifindex] = link
+
+    async def close(self) -> None:
+        await self.stop_pushing()
+        bus = self._context.bus
+        if bus is None:
+            return
+        for ifindex in sorted(self._configured):
+            try:
+                await self._call(bus, "RevertLink", "i", [ifindex])
+            except BackendUnavailable as error:
+                log.warning("could not revert ifindex %d in resolved: %s", ifindex, error)
+        self._configured.clear()
+        if self._subscribed:
+            bus.remove_message_handler(self._on_message)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(_match(bus, "RemoveMatch"), CALL_TIMEOUT)
+
+    async def _call(self, bus: MessageBus, member: str, signature: str, body: list[Any]) -> None:
+        message = Message(
+            destination=BUS_NAME,
+            path=OBJECT_PATH,
+            interface=INTERFACE,
+            member=member,
+            signature=signature,
+            body=body,
+        )
+        try:
+            reply = await asyncio.wait_for(bus.call(message), CALL_TIMEOUT)
+        except TimeoutError:
+            raise BackendUnavailable(
+                f"unavailable: systemd-resolved did not answer {member} within {CALL_TIMEOUT}s"
+            ) from None
+        if reply is None or reply.message_type is not MessageType.ERROR:
+            return
+        text = reply.body[0] if reply.body else ""
+        if reply.error_name in ("org.freedesktop.DBus.Error.ServiceUnknown",):
+            raise BackendUnavailable("unavailable: systemd-resolved is not on the bus")
+        raise BackendUnavailable(
+            f"unavailable: {member}({body[0]}) refused: {reply.error_name}: {text}"
+        )
+
+    async def _subscribe(self, bus: MessageBus) -> None:
+        if self._subscribed:
+            return
+        bus.add_message_handler(self._on_message)
+        self._subscribed = True
+        try:
+            await asyncio.wait_for(_match(bus, "AddMatch"), CALL_TIMEOUT)
+        except TimeoutError:
+            log.warning("could not watch %s on the bus: no answer to AddMatch", BUS_NAME)
+
+    def _on_message(self, message: Message) -> bool | None:
+        if (
+            message.message_type is MessageType.SIGNAL
+            and message.member == "NameOwnerChanged"
+            and message.body
+            and message.body[0] == BUS_NAME
+        ):
+            new_owner = message.body[2]
+            # A new resolved knows nothing of what the old one had: push every link again.
+            self._configured.clear()
+            if new_owner:
+                log.info("systemd-resolved appeared on the bus: pushing every link")
+                self.wake()
+            else:
+                self.set_state("unavailable: systemd-resolved left the bus")
+        return None
+
+
+async def _match(bus: MessageBus, member: str) -> None:
+    await bus.call(
+        Message(
+            destination="org.freedesktop.DBus",
+            path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus",
+            member=member,
+            signature="s",
+            body=[OWNER_MATCH],
+        )
+    )

@@ -1,0 +1,281 @@
+"""Split DNS: which connection answers which domain, as one pure function of the state.
+
+With `dns=dnsmasq` or `dns=systemd-resolved` the resolver file points at a local resolver and
+netpathd hands it a routing table: queries for a connection's domains go to that connection's
+servers, everything else to the servers of the connection holding the default route.  The rules
+are NetworkManager's `_mgr_configs_data_construct()` (`src/core/dns/nm-dns-manager.c`), walked
+over the entries in the order `model.dns.order` already gives (priority, VPN, best default
+route, creation):
+
+* only entries that are used (not excluded by a negative priority) and have servers claim
+  domains; their domains are `dns-search` entries, `~domain` routing-only ones included;
+* the default domain (`.`) is claimed explicitly by `~.`, else automatically by the entries
+  whose interface holds the best default route of their family; when no entry holds one,
+  every non-VPN entry may claim it (NM's fallback);
+* a domain already claimed with a lower priority is lost; a domain under a parent claimed with
+  a lower *negative* priority is shadowed (NM's `_domain_track_is_shadowed()`).
+
+One deliberate difference: NetworkManager gives a domain claimed at *equal* priority to every
+claimant, and systemd-resolved then sends the query to all of them and takes the first answer
+(measured), which breaks the guide's rule.  Here the first claimant in the order wins alone and
+the others are listed as losers, with why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from netpathd.model.dns import (
+    VPN_TYPES,
+    DnsConnection,
+    DnsResult,
+    GlobalDnsPriority,
+    NameServer,
+    Status,
+    order,
+    render_server,
+)
+from netpathd.model.links import Family, NetState
+
+DEFAULT_DOMAIN = "."
+DNSMASQ_ADDRESS = "127.0.0.1"
+RESOLVED_STUB_ADDRESS = "127.0.0.53"
+RESOLVED_STUB_OPTIONS = ("edns0", "trust-ad")  # what resolved's own stub-resolv.conf says
+
+
+class DnsMode(Enum):
+    """NetworkManager.conf's `[main] dns` values that netpathd knows."""
+
+    DEFAULT = "default"  # ordered servers in the resolver file
+    DNSMASQ = "dnsmasq"
+    SYSTEMD_RESOLVED = "systemd-resolved"
+    NONE = "none"  # compute everything, push and write nothing
+
+
+@dataclass(frozen=True, slots=True)
+class DomainLoser:
+    connection: str
+    interface_name: str
+    priority: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DomainRoute:
+    """One domain (`.` for everything else) and the one connection that answers it."""
+
+    domain: str
+    connection: str
+    interface_name: str
+    ifindex: int
+    servers: tuple[str, ...]  # as resolv.conf spells them
+    priority: int
+    reason: str
+    losers: tuple[DomainLoser, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LinkDns:
+    """What one interface gets in a per-link resolver (systemd-resolved's SetLink* calls)."""
+
+    ifindex: int
+    interface_name: str
+    connection: str
+    servers: tuple[NameServer, ...]
+    domains: tuple[tuple[str, bool], ...]  # (domain, routing-only); "." is the default domain
+    default_route: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ResolverFile:
+    nameservers: tuple[str, ...] = ()
+    searches: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DnsPlan:
+    mode: DnsMode = DnsMode.DEFAULT
+    order: DnsResult = field(default_factory=DnsResult)
+    routes: tuple[DomainRoute, ...] = ()  # sorted by domain, "." first
+    links: tuple[LinkDns, ...] = ()  # sorted by ifindex
+    resolver: ResolverFile = field(default_factory=ResolverFile)
+
+    @property
+    def default_route(self) -> DomainRoute | None:
+        return next((route for route in self.routes if route.domain == DEFAULT_DOMAIN), None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimant:
+    conn: DnsConnection
+    family: Family
+    ifindex: int
+    priority: int
+    reason: str  # the entry's rank reason from the order
+
+
+@dataclass
+class _Claim:
+    claimant: _Claimant
+    routing_only: bool
+    losers: list[DomainLoser]
+
+
+def domain_key(domain: str) -> str:
+    """`~Corp.Example` -> `corp.example`; `~.` -> `.`: domains compare without case and `~`."""
+    name = domain.removeprefix("~").lower()
+    return name or DEFAULT_DOMAIN
+
+
+def _parents(key: str) -> Iterable[str]:
+    labels = key.split(".")
+    for index in range(1, len(labels)):
+        yield ".".join(labels[index:])
+    yield DEFAULT_DOMAIN
+
+
+def _claimants(
+    connections: dict[str, DnsConnection], result: DnsResult, state: NetState
+) -> list[_Claimant]:
+    claimants = []
+    for entry in result.entries:
+        conn = connections[entry.connection]
+        link = state.link_by_name(conn.interface_name)
+        if entry.status is not Status.USED or link is None or not conn.family(entry.family).servers:
+            continue
+        claimants.append(_Claimant(conn, entry.family, link.ifindex, entry.priority, entry.reason))
+    return claimants
+
+
+def _auto_default(claimants: list[_Claimant], state: NetState) -> set[int]:
+    """Indexes of the claimants that may take `.` without asking (NM's wildcard entries)."""
+    holders = set()
+    for index, claimant in enumerate(claimants):
+        best = state.best_default_route(claimant.family)
+        if best is not None and best.ifindex == claimant.ifindex:
+            holders.add(index)
+    if holders:
+        return holders
+    fallback = {i for i, c in enumerate(claimants) if c.conn.type not in VPN_TYPES}
+    # Only VPNs left (a negative priority excluded the rest): they take everything.
+    return fallback or set(range(len(claimants)))
+
+
+def _lose(claim: _Claim, claimant: _Claimant, why: str) -> None:
+    if claimant.conn.name == claim.claimant.conn.name:
+        return  # the same connection's other family: not a contest
+    if any(loser.connection == claimant.conn.name for loser in claim.losers):
+        return
+    claim.losers.append(
+        DomainLoser(claimant.conn.name, claimant.conn.interface_name, claimant.priority, why)
+    )
+
+
+def _contest(claims: dict[str, _Claim], key: str, claimant: _Claimant, routing_only: bool) -> None:
+    held = claims.get(key)
+    if held is not None:
+        winner = held.claimant
+        if winner.conn.name == claimant.conn.name:
+            held.routing_only = held.routing_only and routing_only
+        elif winner.priority < claimant.priority:
+            why = f"{winner.conn.name} claims it with lower priority {winner.priority}"
+            _lose(held, claimant, why)
+        else:
+            _lose(held, claimant, f"same priority; {winner.conn.name} ranks first: {winner.reason}")
+        return
+    for parent in _parents(key) if key != DEFAULT_DOMAIN else ():
+        shadow = claims.get(parent)
+        if shadow is not None and shadow.claimant.priority < min(claimant.priority, 0):
+            # NM: a negative priority on a parent domain takes its subdomains too.  The loser
+            # is recorded under the parent, which is where its queries go.
+            owner = shadow.claimant
+            why = f"{key} is shadowed by {parent} of {owner.conn.name} (priority {owner.priority})"
+            _lose(shadow, claimant, why)
+            return
+    claims[key] = _Claim(claimant, routing_only, [])
+
+
+def _servers_of(conn: DnsConnection, claimants: list[_Claimant]) -> tuple[NameServer, ...]:
+    """Every server of the connection's used entries, IPv4 first, each once."""
+    servers: list[NameServer] = []
+    for claimant in claimants:
+        if claimant.conn.name == conn.name:
+            servers += [s for s in conn.family(claimant.family).servers if s not in servers]
+    return tuple(servers)
+
+
+def plan(
+    connections: Iterable[DnsConnection],
+    state: NetState,
+    global_priority: GlobalDnsPriority,
+    mode: DnsMode,
+) -> DnsPlan:
+    """The resolver order, the domain routes, the per-link view and the resolver file."""
+    by_name = {conn.name: conn for conn in connections}
+    result = order(by_name.values(), state, global_priority)
+    claimants = _claimants(by_name, result, state)
+    auto_default = _auto_default(claimants, state)
+    claims: dict[str, _Claim] = {}
+    for index, claimant in enumerate(claimants):
+        for domain in claimant.conn.family(claimant.family).search:
+            _contest(claims, domain_key(domain), claimant, domain.startswith("~"))
+        if index in auto_default:
+            _contest(claims, DEFAULT_DOMAIN, claimant, routing_only=True)
+
+    routes = []
+    for key in sorted(claims, key=lambda k: (k != DEFAULT_DOMAIN, k)):
+        claim = claims[key]
+        conn = claim.claimant.conn
+        routes.append(
+            DomainRoute(
+                domain=key,
+                connection=conn.name,
+                interface_name=conn.interface_name,
+                ifindex=claim.claimant.ifindex,
+                servers=tuple(
+                    render_server(s, conn.interface_name) for s in _servers_of(conn, claimants)
+                ),
+                priority=claim.claimant.priority,
+                reason=claim.claimant.reason,
+                losers=tuple(claim.losers),
+            )
+        )
+    links = _links(claimants, claims)
+    return DnsPlan(mode, result, tuple(routes), links, _resolver_file(result, mode))
+
+
+def _links(claimants: list[_Claimant], claims: dict[str, _Claim]) -> tuple[LinkDns, ...]:
+    """One entry per interface: its connections' servers and the domains they won."""
+    first: dict[int, _Claimant] = {}
+    servers: dict[int, list[NameServer]] = {}
+    for claimant in claimants:
+        first.setdefault(claimant.ifindex, claimant)
+        known = servers.setdefault(claimant.ifindex, [])
+        known += [s for s in _servers_of(claimant.conn, claimants) if s not in known]
+    domains: dict[int, list[tuple[str, bool]]] = {ifindex: [] for ifindex in first}
+    for key in sorted(claims, key=lambda k: (k != DEFAULT_DOMAIN, k)):
+        claim = claims[key]
+        domains[claim.claimant.ifindex].append((key, claim.routing_only))
+    return tuple(
+        LinkDns(
+            ifindex=ifindex,
+            interface_name=first[ifindex].conn.interface_name,
+            connection=first[ifindex].conn.name,
+            servers=tuple(servers[ifindex]),
+            domains=tuple(domains[ifindex]),
+            default_route=any(key == DEFAULT_DOMAIN for key, _ in domains[ifindex]),
+        )
+        for ifindex in sorted(first)
+    )
+
+
+def _resolver_file(result: DnsResult, mode: DnsMode) -> ResolverFile:
+    if mode is DnsMode.DNSMASQ:
+        # dnsmasq does not apply search domains: the file keeps them (nm-dns-dnsmasq.c).
+        return ResolverFile((DNSMASQ_ADDRESS,), result.searches, result.options)
+    if mode is DnsMode.SYSTEMD_RESOLVED:
+        return ResolverFile((RESOLVED_STUB_ADDRESS,), result.searches, RESOLVED_STUB_OPTIONS)
+    return ResolverFile(result.nameservers, result.searches, result.options)

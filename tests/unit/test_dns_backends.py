@@ -1,0 +1,118 @@
+"""What the back-ends send: dnsmasq's command line and SetServersEx, resolved's SetLink*."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from pathlib import Path
+
+from netpathd.dns_backends.base import BackendContext, PushingBackend
+from netpathd.dns_backends.dnsmasq import dnsmasq_argv, servers_ex
+from netpathd.dns_backends.resolv_file import ResolverFileWriter
+from netpathd.dns_backends.resolved import link_calls
+from netpathd.files.resolv_conf import RcManager
+from netpathd.model.dns import DnsConnection, DnsFamilyConfig, GlobalDnsPriority
+from netpathd.model.dns_plan import DnsMode, DnsPlan, LinkDns, plan
+from netpathd.model.links import DefaultRoute, Family, Link, NetState
+
+
+def test_dnsmasq_runs_with_networkmanagers_flags_under_our_name() -> None:
+    assert dnsmasq_argv("/usr/sbin/dnsmasq", "/etc/netpathd/dnsmasq.d") == [
+        "/usr/sbin/dnsmasq",
+        "--no-resolv",
+        "--keep-in-foreground",
+        "--no-hosts",
+        "--bind-interfaces",
+        "--pid-file=",
+        "--listen-address=127.0.0.1",
+        "--cache-size=400",
+        "--clear-on-reload",
+        "--conf-file=/dev/null",
+        "--enable-dbus=org.netpathd1.dnsmasq",
+        "--conf-dir=/etc/netpathd/dnsmasq.d",
+    ]
+    assert not any(arg.startswith("--conf-dir") for arg in dnsmasq_argv("dnsmasq", None))
+
+
+def test_servers_ex_gives_the_default_and_each_domain_its_own_entry() -> None:
+    def family(server: str, *search: str) -> DnsFamilyConfig:
+        return DnsFamilyConfig(servers=(ipaddress.IPv4Address(server),), search=search)
+
+    corp = DnsConnection("corp", "tun0", "vpn", ipv4=family("198.51.100.53", "~corp.example"))
+    wan = DnsConnection(
+        "wan", "eth0", "ethernet", ipv4=family("192.0.2.53", "~lab.test"), created_seq=1
+    )
+    state = NetState(
+        links={1: Link(1, "eth0", True), 2: Link(2, "tun0", True)},
+        default_routes=frozenset({DefaultRoute(Family.IPV4, 1, 100)}),
+    )
+    result = plan([corp, wan], state, GlobalDnsPriority(), DnsMode.DNSMASQ)
+    assert servers_ex(result) == [
+        ["192.0.2.53@eth0"],
+        ["198.51.100.53@tun0", "corp.example"],
+        ["192.0.2.53@eth0", "lab.test"],
+    ]
+
+
+def test_resolved_gets_one_links_whole_configuration_in_three_calls() -> None:
+    link = LinkDns(
+        ifindex=7,
+        interface_name="tun0",
+        connection="corp",
+        servers=(ipaddress.IPv4Address("198.51.100.53"), ipaddress.IPv6Address("2001:db8::53")),
+        domains=(("corp.example", True), ("lab.test", False), (".", True)),
+        default_route=True,
+    )
+    assert link_calls(link) == [
+        (
+            "SetLinkDNS",
+            "ia(iay)",
+            [
+                7,
+                [
+                    [2, bytes([198, 51, 100, 53])],
+                    [10, bytes.fromhex("20010db8" + "0" * 20 + "0053")],
+                ],
+            ],
+        ),
+        (
+            "SetLinkDomains",
+            "ia(sb)",
+            [7, [["corp.example", True], ["lab.test", False], [".", True]]],
+        ),
+        ("SetLinkDefaultRoute", "ib", [7, True]),
+    ]
+
+
+class RecordingBackend(PushingBackend):
+    mode = DnsMode.DNSMASQ
+
+    def __init__(self, context: BackendContext) -> None:
+        super().__init__(context)
+        self.pushed: list[DnsPlan] = []
+
+    async def push(self, plan: DnsPlan) -> None:
+        self.pushed.append(plan)
+
+    async def close(self) -> None:
+        await self.stop_pushing()
+
+
+async def test_a_resolver_file_that_cannot_be_written_is_a_state_not_a_dead_pusher(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "not-a-directory").write_text("")
+    impossible = tmp_path / "not-a-directory" / "resolv.conf"
+    states: asyncio.Queue[str] = asyncio.Queue()
+    files = ResolverFileWriter(impossible, tmp_path / "state" / "resolv.conf", RcManager.FILE)
+    backend = RecordingBackend(BackendContext(None, None, files, tmp_path, states.put_nowait))
+    corp = DnsConnection("corp", "tun0", "vpn", ipv4=DnsFamilyConfig(search=("corp.example",)))
+    state = NetState(links={1: Link(1, "tun0", True)})
+    backend.apply(plan([corp], state, GlobalDnsPriority(), DnsMode.DNSMASQ))
+    failed = await asyncio.wait_for(states.get(), 5)
+    assert failed.startswith("failed: cannot write the resolver file:"), failed
+    files.path = tmp_path / "resolv.conf"
+    backend.apply(plan([corp], state, GlobalDnsPriority(ipv4=5), DnsMode.DNSMASQ))
+    assert await asyncio.wait_for(states.get(), 5) == "running"
+    assert len(backend.pushed) == 2
+    await backend.close()
