@@ -64,7 +64,7 @@ def test_json_keys_are_snake_case(daemon: Daemon, bus: PrivateBus, ns: Netns) ->
        "ipv4.dns", "192.0.2.53")  # fmt: skip
     shown = json.loads(ok(bus, "dns", "show", "--json"))
     assert set(shown) == {"connections", "nameservers", "search", "resolv_conf",
-                          "global_dns_priority"}  # fmt: skip
+                          "global_dns_priority", "mode", "backend_state", "domains"}  # fmt: skip
     (entry, *_) = json.loads(ok(bus, "dns", "explain", "--json"))
     assert "priority_source" in entry
     assert all("-" not in key for key in entry)
