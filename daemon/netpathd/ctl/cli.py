@@ -8,6 +8,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+CALL_TIMEOUT = 30.0  # seconds netpathctl waits for the bus and for each answer (--timeout)
+
 
 def emit(args: argparse.Namespace, data: Any, text: str) -> None:
     """Print ``data`` as JSON with --json, else the human ``text``."""

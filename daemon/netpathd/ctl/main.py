@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from netpathd import __version__
 from netpathd.ctl import dns, mptcp
-from netpathd.ctl.cli import UsageError, emit
+from netpathd.ctl.cli import CALL_TIMEOUT, UsageError, emit
 
 BUS_ADDRESS_ENV = "NETPATHD_BUS_ADDRESS"
 
@@ -31,6 +31,7 @@ EXIT_CODES: dict[str, int] = {
     "org.netpathd1.Error.InvalidConfiguration": 7,
     "org.freedesktop.DBus.Error.ServiceUnknown": 69,
     "org.freedesktop.DBus.Error.NameHasNoOwner": 69,
+    "org.freedesktop.DBus.Error.NoReply": 69,  # also our own timeout
     "": 69,  # no bus at all
 }
 
@@ -48,6 +49,16 @@ async def reload(client: Client, args: argparse.Namespace) -> None:
     await client.call("org.netpathd1.Manager", "Reload")
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="netpathctl", description="Control netpathd.")
     parser.add_argument(
@@ -56,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"D-Bus address of netpathd (default: ${BUS_ADDRESS_ENV}, else the system bus)",
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=CALL_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long to wait for the bus and each answer (default: {CALL_TIMEOUT:g})",
+    )
     parser.add_argument("--version", action="version", version=f"netpathctl {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     verbs.add_parser("status", help="show the daemon's state").set_defaults(handler=show_status)
@@ -73,7 +91,7 @@ async def dispatch(args: argparse.Namespace) -> int:
     from netpathd.ctl.client import CallFailed, Client  # noqa: PLC0415
 
     try:
-        client = await Client.connect(args.bus_address)
+        client = await Client.connect(args.bus_address, args.timeout)
         try:
             await args.handler(client, args)
         finally:
