@@ -15,25 +15,20 @@ closes its own copy and execs the command.  The filter traps exactly
 ``socket(AF_INET|AF_INET6, SOCK_STREAM[|SOCK_NONBLOCK|SOCK_CLOEXEC], 0|IPPROTO_TCP)``, comparing
 the low 32 bits of each argument because ``__sys_socket()`` takes ints.  For each trap we create
 ``socket(family, SOCK_STREAM|flags, IPPROTO_MPTCP)`` in the caller's network namespace, check
-``SECCOMP_IOCTL_NOTIF_ID_VALID`` (the pid we looked up may have been reused), install it in the
-caller with ``SECCOMP_IOCTL_NOTIF_ADDFD`` and answer with its number (``SECCOMP_IOCTL_NOTIF_SEND``).
-O_NONBLOCK lives on the shared open file, O_CLOEXEC is passed as ``newfd_flags``.
+``SECCOMP_IOCTL_NOTIF_ID_VALID`` (the pid we looked up may have been reused), install it with
+``SECCOMP_IOCTL_NOTIF_ADDFD`` and answer with its number (``NOTIF_SEND``).  O_NONBLOCK lives on
+the shared open file, O_CLOEXEC is passed as ``newfd_flags``.  If the MPTCP socket cannot be made
+(``net.mptcp.enabled=0``: ENOPROTOOPT, no IPv6: EAFNOSUPPORT, ...) or installed, we answer
+``SECCOMP_USER_NOTIF_FLAG_CONTINUE``: the kernel runs the original call, so the program gets
+plain TCP or the error a native call would give, never a failure of ours.
 
-Why two ioctls and not ``SECCOMP_ADDFD_FLAG_SEND`` (one step, Linux 5.14): SEND marks the
-notification answered *before* the caller installs the fd, and when our wait for that is
-interrupted (SIGSTOP from a profiler or Ctrl-Z, the freezer, ptrace) the kernel drops the queued
-fd, yet the caller sees the answer and its socket() returns 0, an fd it already has; the
-restarted ioctl then fails with EINPROGRESS (still queued as answered) or ENOENT (caller gone),
-and nothing can correct the answer (kernel/seccomp.c ``seccomp_notify_addfd()``).  A plain ADDFD
-leaves the notification pending: interrupted, it was either done (we get the fd) or dequeued,
-so repeating it is exact; SEND and ID_VALID fail before changing anything when interrupted.
-Between the two ioctls the caller cannot leave its socket() except by dying, because the filter
-waits killably (``SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV``, 5.19); on 5.10-5.18 a caller whose
-non-fatal signal lands exactly there restarts socket() and keeps one stray descriptor, the
-lesser harm.  If the MPTCP socket cannot be made
-(``net.mptcp.enabled=0`` gives ENOPROTOOPT, no IPv6 gives EAFNOSUPPORT, ...) or cannot be
-installed, we answer ``SECCOMP_USER_NOTIF_FLAG_CONTINUE``: the kernel runs the original call,
-so the program gets plain TCP or the error a native call would give, never a failure of ours.
+Why not ADDFD with ``SECCOMP_ADDFD_FLAG_SEND`` (one step): it marks the notification answered
+before the caller installs the fd; when our wait is interrupted (SIGSTOP from a profiler or
+Ctrl-Z, the freezer) the kernel drops the fd yet the caller's socket() returns 0, and the
+restarted ioctl fails with EINPROGRESS or ENOENT (``seccomp_notify_addfd()``).  A plain ADDFD
+leaves the notification pending: interrupted, it was done or dequeued, so repeating it is exact,
+as for SEND and ID_VALID.  In between, the killable wait (``WAIT_KILLABLE_RECV``, 5.19) keeps the
+caller in socket(); before 5.19 a signal landing exactly there costs it one stray descriptor.
 
 Differences from a natively created MPTCP socket:
 - the socket is created by the supervisor, so the LSM label (SELinux context), the cgroup
@@ -203,8 +198,8 @@ def probe() -> str | None:
 
     Checks what `_install_filter` and `Supervisor` rely on without forking: the architecture,
     seccomp user notification (SECCOMP_GET_NOTIF_SIZES exists since 5.0, like the feature) and
-    SECCOMP_IOCTL_NOTIF_ADDFD (5.9; safe to repeat once interrupted since the fix "seccomp:
-    Always goto wait if the list is empty", 5.12 and 5.10.y; no way to ask but the version).
+    a repeatable SECCOMP_IOCTL_NOTIF_ADDFD (5.10.y/5.12: "seccomp: Always goto wait if the list
+    is empty"; no way to ask but the version).
     """
     try:
         arch = _arch()
@@ -233,10 +228,7 @@ def _notif_size() -> int:
 
 
 def _ioctl(listener: int, request: int, arg: bytearray) -> int:
-    """A seccomp ioctl repeated after EINTR, which every one of ours allows (see the module doc).
-
-    The kernel restarts them by itself after a stop; EINTR reaches us only when a handler ran.
-    """
+    """A seccomp ioctl repeated after EINTR (a handler ran), which ours allow (module doc)."""
     while True:
         try:
             result: int = fcntl.ioctl(listener, request, arg, True)
