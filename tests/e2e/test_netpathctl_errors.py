@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,12 @@ from tests.support.ctl import netpathctl
 from tests.support.daemon import Daemon, daemon_argv, daemon_env
 from tests.support.netns import Netns
 
-EX_USAGE, EX_UNAVAILABLE = 64, 69  # sysexits.h, as systemd names them in `systemctl status`
+EX_USAGE, EX_UNAVAILABLE = 64, 69
+NETPATHCTL = (
+    sys.executable,
+    "-m",
+    "netpathd.ctl.main",
+)  # sysexits.h, as systemd names them in `systemctl status`
 
 
 def one_line(stderr: str) -> str:
@@ -175,3 +181,37 @@ def test_a_daemon_that_hangs_up_during_the_call(bus: PrivateBus, tmp_path: Path)
         "netpathctl: org.netpathd1 did not answer org.netpathd1.Manager.Reload: "
     ), line
     assert "within" not in line
+
+
+def connected(bus: PrivateBus, pid: int) -> bool:
+    """Whether process `pid` holds a connection to `bus` (busctl list shows each one's PID)."""
+    listing = bus.busctl("list", "--unique", "--no-pager", "--no-legend")
+    return any(line.split()[1:2] == [str(pid)] for line in listing.splitlines())
+
+
+@pytest.mark.integration
+def test_ctrl_c_while_waiting_for_an_answer(daemon: Daemon, bus: PrivateBus) -> None:
+    """Ctrl-C is how a user ends a wait: exit 130 as a shell reports it, no traceback."""
+    daemon.signal(signal.SIGSTOP)
+    try:
+        proc = subprocess.Popen(
+            [*NETPATHCTL, f"--bus-address={bus.address}", "--timeout=120", "status"],
+            env=daemon_env(),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not connected(bus, proc.pid):  # then its GetAll is on its way
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            _, stderr = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+    finally:
+        daemon.signal(signal.SIGCONT)
+    assert "Traceback" not in stderr, stderr
+    assert proc.returncode == 128 + signal.SIGINT

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from typing import TYPE_CHECKING
 
@@ -117,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         from netpathd.ctl.run import run  # noqa: PLC0415
 
         return run(args.command)
-    return asyncio.run(dispatch(args))
+    try:
+        return asyncio.run(dispatch(args))
+    except KeyboardInterrupt:  # Ctrl-C ends a wait: report it as a shell does, no traceback
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":
