@@ -51,17 +51,24 @@ def test_garbage_bus_address_is_bad_usage() -> None:
     assert one_line(result.stderr).startswith("netpathctl: invalid bus address 'garbage': ")
 
 
-def test_garbage_bus_address_from_the_environment_is_bad_usage() -> None:
+@pytest.mark.parametrize(
+    ("variable", "named"),
+    [
+        ("NETPATHD_BUS_ADDRESS", "'garbage'"),
+        ("DBUS_SYSTEM_BUS_ADDRESS", "in $DBUS_SYSTEM_BUS_ADDRESS"),  # the system bus's own
+    ],
+)
+def test_garbage_bus_address_from_the_environment_is_bad_usage(variable: str, named: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "netpathd.ctl.main", "status"],
-        env={**daemon_env(), "NETPATHD_BUS_ADDRESS": "garbage"},
+        [*NETPATHCTL, "status"],
+        env={**daemon_env(), variable: "garbage"},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert result.returncode == 2
-    assert "invalid bus address 'garbage'" in one_line(result.stderr)
+    assert one_line(result.stderr).startswith(f"netpathctl: invalid bus address {named}: ")
 
 
 def test_connecting_to_something_that_never_answers_times_out(silent_socket: str) -> None:

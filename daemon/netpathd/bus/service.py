@@ -33,7 +33,12 @@ def new_bus(address: str | None) -> MessageBus:
     try:
         return MessageBus(bus_address=address) if address else MessageBus(bus_type=BusType.SYSTEM)
     except InvalidAddressError as error:
-        raise BadBusAddress(f"invalid bus address {address!r}: {error}") from error
+        raise _bad_address(address, error) from error
+
+
+def _bad_address(address: str | None, error: InvalidAddressError) -> BadBusAddress:
+    shown = repr(address) if address else "in $DBUS_SYSTEM_BUS_ADDRESS"
+    return BadBusAddress(f"invalid bus address {shown}: {error}")
 
 
 async def connect(address: str | None) -> MessageBus:
@@ -43,7 +48,7 @@ async def connect(address: str | None) -> MessageBus:
     try:
         return await asyncio.wait_for(bus.connect(), CONNECT_TIMEOUT)
     except InvalidAddressError as error:  # an unknown transport is found only here
-        raise BadBusAddress(f"invalid bus address {address!r}: {error}") from error
+        raise _bad_address(address, error) from error
     except TimeoutError as error:
         why = f"no answer within {CONNECT_TIMEOUT:g}s"
         raise BusUnavailable(f"cannot connect to {where}: {why}") from error

@@ -48,7 +48,8 @@ class Client:
             )
             await asyncio.wait_for(bus.connect(), time_limit)
         except InvalidAddressError as error:  # from the parser, or for an unknown transport
-            raise UsageError(f"invalid bus address {address or ''!r}: {error}") from error
+            shown = repr(address) if address else "in $DBUS_SYSTEM_BUS_ADDRESS"
+            raise UsageError(f"invalid bus address {shown}: {error}") from error
         except TimeoutError as error:
             raise CallFailed("", f"timed out connecting to {where} ({time_limit:g}s)") from error
         except (OSError, AuthError, DBusError) as error:
