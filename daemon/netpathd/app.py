@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("netpathd")
 
 BUS_ADDRESS_ENV = "NETPATHD_BUS_ADDRESS"
+EX_USAGE, EX_UNAVAILABLE = 64, 69
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +116,11 @@ class Daemon:
         from netpathd.bus.dns import DnsInterface  # noqa: PLC0415
         from netpathd.bus.manager import ManagerInterface  # noqa: PLC0415
         from netpathd.bus.mptcp import MptcpInterface  # noqa: PLC0415
-        from netpathd.bus.service import connect, publish  # noqa: PLC0415
+        from netpathd.bus.service import connect, new_bus, publish  # noqa: PLC0415
         from netpathd.bus.systemd_client import SystemdClient  # noqa: PLC0415
         from netpathd.mptcp_apps import MptcpApps  # noqa: PLC0415
 
+        new_bus(self.options.bus_address)  # a malformed address must stop us before any change
         try:
             self.dns.load()
         except ConfigError as error:
@@ -243,11 +245,16 @@ class Daemon:
 def main(argv: list[str] | None = None) -> int:
     options = parse_options(sys.argv[1:] if argv is None else argv)
     service_manager.setup_logging(options.log_level or "info")
+    from netpathd.bus.service import BadBusAddress, BusUnavailable  # noqa: PLC0415
+
     try:
         return asyncio.run(Daemon(options).run())
     except NetpathdError as error:
         log.error("%s", error.message)
-        return 1
+        # sysexits.h, which systemd names in `systemctl status` (64/USAGE, 69/UNAVAILABLE)
+        if isinstance(error, BadBusAddress):
+            return EX_USAGE
+        return EX_UNAVAILABLE if isinstance(error, BusUnavailable) else 1
 
 
 if __name__ == "__main__":

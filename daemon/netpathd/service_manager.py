@@ -83,4 +83,8 @@ def setup_logging(level: str) -> None:
 
 
 def set_log_level(level: str) -> None:
-    logging.getLogger().setLevel(level.upper())
+    """``level`` for netpathd's own loggers; libraries (pyroute2, dbus-fast, asyncio) say only
+    warnings and errors, whose internals at debug level would drown ours."""
+    ours = logging.getLevelName(level.upper())
+    logging.getLogger("netpathd").setLevel(ours)
+    logging.getLogger().setLevel(max(ours, logging.WARNING))

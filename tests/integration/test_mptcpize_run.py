@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -447,6 +448,69 @@ except OSError as exc:
         proc.stdin.write("go\n")
         proc.stdin.flush()
         assert readline(proc.stdout) == "ENOSYS"
+    finally:
+        proc.kill()
+        proc.wait(TIMEOUT)
+
+
+def test_stopped_and_continued_supervisor_keeps_serving(lab: Lab) -> None:
+    """A profiler or Ctrl-Z stopping netpathctl while it installs a socket must not cost the
+    command anything: every socket() still returns a new MPTCP socket, never an error, a
+    plain TCP socket or a descriptor the program already had (kernel/seccomp.c answers an
+    interrupted ADDFD+SEND with 0)."""
+    code = """
+import errno, fcntl, json, os, socket, sys, threading
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
+
+def is_open(fd):
+    try:
+        return fcntl.fcntl(fd, fcntl.F_GETFD) >= 0
+    except OSError:
+        return False
+
+before = {fd for fd in map(int, os.listdir("/proc/self/fd")) if is_open(fd)}
+stats = {"mptcp": 0, "other": [], "errors": []}
+print("ready", flush=True)
+while not stop.is_set():
+    try:
+        sock = socket.socket()
+    except OSError as exc:
+        stats["errors"].append(errno.errorcode.get(exc.errno, str(exc.errno)))
+        continue
+    if sock.fileno() in before:
+        stats["other"].append(sock.fileno())
+        sock.detach()  # the program's own descriptor: closing it would hide the next report
+        continue
+    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL) == 262:
+        stats["mptcp"] += 1
+    else:
+        stats["other"].append("tcp")
+    sock.close()
+print(json.dumps(stats), flush=True)
+"""
+    proc = subprocess.Popen(
+        lab.run_argv(sys.executable, "-c", code),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=lab.env(),
+    )
+    try:
+        assert readline(proc.stdout) == "ready"
+        for _ in range(300):  # `ip netns exec` exec()s, so proc.pid is the supervisor
+            proc.send_signal(signal.SIGSTOP)
+            time.sleep(0.001)
+            proc.send_signal(signal.SIGCONT)
+            time.sleep(0.002)
+        assert proc.stdin is not None
+        proc.stdin.write("stop\n")
+        proc.stdin.flush()
+        stats = json.loads(readline(proc.stdout))
+        assert proc.wait(TIMEOUT) == 0
+        assert stats["errors"] == [] and stats["other"] == [], stats
+        assert stats["mptcp"] > 300
     finally:
         proc.kill()
         proc.wait(TIMEOUT)

@@ -75,6 +75,9 @@ def checked_here() -> Iterator[None]:
         raise UsageError(error.message) from None
 
 
+CALL_TIMEOUT = 30.0  # seconds netpathctl waits for the bus and for each answer (--timeout)
+
+
 def emit(args: argparse.Namespace, data: Any, text: str) -> None:
     """Print ``data`` as JSON with --json, else the human ``text``."""
     if args.json:

@@ -14,8 +14,10 @@ from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
 from netpathd import BUS_NAME, OBJECT_PATH
+from netpathd.ctl.cli import CALL_TIMEOUT, UsageError
 
-CALL_TIMEOUT = 30.0
+# What dbus-daemon answers in our place once its own reply timeout has passed.
+NO_REPLY = "org.freedesktop.DBus.Error.NoReply"
 
 
 class CallFailed(Exception):
@@ -28,20 +30,31 @@ class CallFailed(Exception):
 
 
 class Client:
-    def __init__(self, bus: MessageBus) -> None:
+    def __init__(self, bus: MessageBus, timeout: float = CALL_TIMEOUT) -> None:
         self._bus = bus
+        self._timeout = timeout
 
     @classmethod
-    async def connect(cls, address: str | None) -> Client:
+    async def connect(cls, address: str | None, time_limit: float = CALL_TIMEOUT) -> Client:
+        """Connect within `time_limit` seconds, the limit of each call too; a malformed address
+        is a UsageError."""
         from dbus_fast import BusType  # noqa: PLC0415
+        from dbus_fast.errors import AuthError, DBusError, InvalidAddressError  # noqa: PLC0415
 
-        bus = MessageBus(bus_address=address) if address else MessageBus(bus_type=BusType.SYSTEM)
+        where = address or "the system bus"
         try:
-            await asyncio.wait_for(bus.connect(), CALL_TIMEOUT)
-        except (OSError, TimeoutError) as error:
-            where = address or "the system bus"
+            bus = (
+                MessageBus(bus_address=address) if address else MessageBus(bus_type=BusType.SYSTEM)
+            )
+            await asyncio.wait_for(bus.connect(), time_limit)
+        except InvalidAddressError as error:  # from the parser, or for an unknown transport
+            shown = repr(address) if address else "in $DBUS_SYSTEM_BUS_ADDRESS"
+            raise UsageError(f"invalid bus address {shown}: {error}") from error
+        except TimeoutError as error:
+            raise CallFailed("", f"timed out connecting to {where} ({time_limit:g}s)") from error
+        except (OSError, AuthError, DBusError) as error:
             raise CallFailed("", f"cannot connect to {where}: {error}") from error
-        return cls(bus)
+        return cls(bus, time_limit)
 
     def close(self) -> None:
         self._bus.disconnect()
@@ -49,46 +62,48 @@ class Client:
     async def call(
         self, interface: str, member: str, signature: str = "", body: list[Any] | None = None
     ) -> list[Any]:
-        reply = await asyncio.wait_for(
-            self._bus.call(
-                Message(
-                    destination=BUS_NAME,
-                    path=OBJECT_PATH,
-                    interface=interface,
-                    member=member,
-                    signature=signature,
-                    body=body or [],
-                )
-            ),
-            CALL_TIMEOUT,
+        message = Message(
+            destination=BUS_NAME,
+            path=OBJECT_PATH,
+            interface=interface,
+            member=member,
+            signature=signature,
+            body=body or [],
         )
+        return list((await self._send(message)).body)
+
+    async def _send(self, message: Message) -> Message:
+        """The reply to `message`, or CallFailed naming the call that was refused or unanswered."""
+        what = f"{message.interface}.{message.member}"
+        unanswered = f"{message.destination} did not answer {what}"
+        try:
+            reply = await asyncio.wait_for(self._bus.call(message), self._timeout)
+        except TimeoutError as error:
+            raise CallFailed(NO_REPLY, f"{unanswered} within {self._timeout:g}s") from error
         if reply is None:  # only for NO_REPLY_EXPECTED calls, which we never make
-            raise CallFailed("", f"{member}: no reply")
+            raise CallFailed("", f"{what}: no reply")
         if reply.message_type is MessageType.ERROR:
-            text = reply.body[0] if reply.body else reply.error_name or ""
-            raise CallFailed(reply.error_name or "", str(text))
-        return list(reply.body)
+            text = str(reply.body[0] if reply.body else reply.error_name or "")
+            if reply.error_name == NO_REPLY:  # e.g. "... disconnected ... without replying"
+                raise CallFailed(NO_REPLY, f"{unanswered}: {text}")
+            raise CallFailed(reply.error_name or "", text)
+        return reply
 
     def add_message_handler(self, handler: Callable[[Message], bool | None]) -> None:
         self._bus.add_message_handler(handler)
 
     async def add_match(self, rule: str) -> None:
         """Ask the bus to route matching signals to us (the bus, not the daemon, answers)."""
-        reply = await asyncio.wait_for(
-            self._bus.call(
-                Message(
-                    destination="org.freedesktop.DBus",
-                    path="/org/freedesktop/DBus",
-                    interface="org.freedesktop.DBus",
-                    member="AddMatch",
-                    signature="s",
-                    body=[rule],
-                )
-            ),
-            CALL_TIMEOUT,
+        await self._send(
+            Message(
+                destination="org.freedesktop.DBus",
+                path="/org/freedesktop/DBus",
+                interface="org.freedesktop.DBus",
+                member="AddMatch",
+                signature="s",
+                body=[rule],
+            )
         )
-        if reply is not None and reply.message_type is MessageType.ERROR:
-            raise CallFailed(reply.error_name or "", str(reply.body[0] if reply.body else ""))
 
     async def get_all(self, interface: str) -> dict[str, Any]:
         (values,) = await self.call("org.freedesktop.DBus.Properties", "GetAll", "s", [interface])

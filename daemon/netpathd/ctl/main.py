@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from typing import TYPE_CHECKING
 
 from netpathd import __version__
 from netpathd.ctl import dns, mptcp
-from netpathd.ctl.cli import UsageError, add_verb, emit, snake_keys
+from netpathd.ctl.cli import CALL_TIMEOUT, UsageError, add_verb, emit, snake_keys
 from netpathd.ctl.verbs import normalize, verbs_where
 
 BUS_ADDRESS_ENV = "NETPATHD_BUS_ADDRESS"
@@ -32,6 +33,7 @@ EXIT_CODES: dict[str, int] = {
     "org.netpathd1.Error.InvalidConfiguration": 7,
     "org.freedesktop.DBus.Error.ServiceUnknown": 69,
     "org.freedesktop.DBus.Error.NameHasNoOwner": 69,
+    "org.freedesktop.DBus.Error.NoReply": 69,  # also our own timeout
     "": 69,  # no bus at all
 }
 
@@ -53,6 +55,16 @@ async def reload(client: Client, args: argparse.Namespace) -> None:
     await client.call("org.netpathd1.Manager", "Reload")
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netpathctl", description="Control netpathd. Without a VERB: status."
@@ -67,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--runtime",
         action="store_true",
         help="with a verb that changes something: not persisted, gone at restart (anywhere)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=CALL_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long to wait for the bus and each answer (default: {CALL_TIMEOUT:g})",
     )
     parser.add_argument("--version", action="version", version=f"netpathctl {__version__}")
     # like nmcli and resolvectl, no verb shows the status
@@ -97,7 +116,7 @@ async def dispatch(args: argparse.Namespace) -> int:
     from netpathd.ctl.client import CallFailed, Client  # noqa: PLC0415
 
     try:
-        client = await Client.connect(args.bus_address)
+        client = await Client.connect(args.bus_address, args.timeout)
         try:
             await args.handler(client, args)
         finally:
@@ -127,7 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         from netpathd.ctl.run import run  # noqa: PLC0415
 
         return run(args.command)
-    return asyncio.run(dispatch(args))
+    try:
+        return asyncio.run(dispatch(args))
+    except KeyboardInterrupt:  # Ctrl-C ends a wait: report it as a shell does, no traceback
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":

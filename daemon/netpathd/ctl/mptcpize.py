@@ -15,13 +15,20 @@ closes its own copy and execs the command.  The filter traps exactly
 ``socket(AF_INET|AF_INET6, SOCK_STREAM[|SOCK_NONBLOCK|SOCK_CLOEXEC], 0|IPPROTO_TCP)``, comparing
 the low 32 bits of each argument because ``__sys_socket()`` takes ints.  For each trap we create
 ``socket(family, SOCK_STREAM|flags, IPPROTO_MPTCP)`` in the caller's network namespace, check
-``SECCOMP_IOCTL_NOTIF_ID_VALID`` (the pid we looked up may have been reused), and install it with
-``SECCOMP_IOCTL_NOTIF_ADDFD`` + ``SECCOMP_ADDFD_FLAG_SEND`` (Linux 5.14), which places the fd in
-the caller and makes its number the syscall's return value in one step.  O_NONBLOCK lives on the
-shared open file, O_CLOEXEC is passed as ``newfd_flags``.  If the MPTCP socket cannot be made
-(``net.mptcp.enabled=0`` gives ENOPROTOOPT, no IPv6 gives EAFNOSUPPORT, ...) or cannot be
-installed, we answer ``SECCOMP_USER_NOTIF_FLAG_CONTINUE``: the kernel runs the original call,
-so the program gets plain TCP or the error a native call would give, never a failure of ours.
+``SECCOMP_IOCTL_NOTIF_ID_VALID`` (the pid we looked up may have been reused), install it with
+``SECCOMP_IOCTL_NOTIF_ADDFD`` and answer with its number (``NOTIF_SEND``).  O_NONBLOCK lives on
+the shared open file, O_CLOEXEC is passed as ``newfd_flags``.  If the MPTCP socket cannot be made
+(``net.mptcp.enabled=0``: ENOPROTOOPT, no IPv6: EAFNOSUPPORT, ...) or installed, we answer
+``SECCOMP_USER_NOTIF_FLAG_CONTINUE``: the kernel runs the original call, so the program gets
+plain TCP or the error a native call would give, never a failure of ours.
+
+Why not ADDFD with ``SECCOMP_ADDFD_FLAG_SEND`` (one step): it marks the notification answered
+before the caller installs the fd; when our wait is interrupted (SIGSTOP from a profiler or
+Ctrl-Z, the freezer) the kernel drops the fd yet the caller's socket() returns 0, and the
+restarted ioctl fails with EINPROGRESS or ENOENT (``seccomp_notify_addfd()``).  A plain ADDFD
+leaves the notification pending: interrupted, it was done or dequeued, so repeating it is exact,
+as for SEND and ID_VALID.  In between, the killable wait (``WAIT_KILLABLE_RECV``, 5.19) keeps the
+caller in socket(); before 5.19 a signal landing exactly there costs it one stray descriptor.
 
 Differences from a natively created MPTCP socket:
 - the socket is created by the supervisor, so the LSM label (SELinux context), the cgroup
@@ -85,7 +92,6 @@ _SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV = 1 << 5
 _SECCOMP_RET_USER_NOTIF = 0x7FC00000
 _SECCOMP_RET_ALLOW = 0x7FFF0000
 _SECCOMP_USER_NOTIF_FLAG_CONTINUE = 1
-_SECCOMP_ADDFD_FLAG_SEND = 1 << 1
 _NOTIF_RECV = 0xC0502100  # _IOWR('!', 0, struct seccomp_notif)
 _NOTIF_SEND = 0xC0182101  # _IOWR('!', 1, struct seccomp_notif_resp)
 _NOTIF_ID_VALID = 0x40082102  # _IOW('!', 2, __u64)
@@ -97,6 +103,9 @@ _ADDFD = struct.Struct("=QIIII")  # struct seccomp_notif_addfd: id, flags, srcfd
 _PR_SET_NO_NEW_PRIVS = 38
 _CLONE_NEWNET = 0x40000000
 _LOW32 = 0xFFFFFFFF
+# What ADDFD and SEND fail with when the notification needs no answer from us any more: the
+# caller died (ENOENT; an fd already installed died with it) or it was answered (EINPROGRESS).
+_ANSWERED = (errno.ENOENT, errno.EINPROGRESS)
 _SOCK_FLAGS = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
 
 
@@ -189,7 +198,8 @@ def probe() -> str | None:
 
     Checks what `_install_filter` and `Supervisor` rely on without forking: the architecture,
     seccomp user notification (SECCOMP_GET_NOTIF_SIZES exists since 5.0, like the feature) and
-    SECCOMP_ADDFD_FLAG_SEND (5.14, no way to ask but the version).
+    a repeatable SECCOMP_IOCTL_NOTIF_ADDFD (5.10.y/5.12: "seccomp: Always goto wait if the list
+    is empty"; no way to ask but the version).
     """
     try:
         arch = _arch()
@@ -204,8 +214,8 @@ def probe() -> str | None:
         return f"the kernel lacks seccomp user notification (Linux 5.0): {os.strerror(err)}"
     release = os.uname().release
     found = re.match(r"(\d+)\.(\d+)", release)
-    if found and (int(found[1]), int(found[2])) < (5, 14):
-        return f"kernel {release} lacks SECCOMP_ADDFD_FLAG_SEND (Linux 5.14)"
+    if found and (int(found[1]), int(found[2])) < (5, 10):
+        return f"kernel {release} lacks a dependable SECCOMP_IOCTL_NOTIF_ADDFD (Linux 5.10)"
     return None
 
 
@@ -215,6 +225,16 @@ def _notif_size() -> int:
     nr, op = ctypes.c_long(_arch().nr_seccomp), ctypes.c_long(_SECCOMP_GET_NOTIF_SIZES)
     _check(_libc.syscall(nr, op, ctypes.c_long(0), ctypes.byref(sizes)))
     return max(_NOTIF.size, sizes[0])
+
+
+def _ioctl(listener: int, request: int, arg: bytearray) -> int:
+    """A seccomp ioctl repeated after EINTR (a handler ran), which ours allow (module doc)."""
+    while True:
+        try:
+            result: int = fcntl.ioctl(listener, request, arg, True)
+        except InterruptedError:
+            continue
+        return result
 
 
 class ExecError(OSError):
@@ -289,7 +309,7 @@ class Supervisor:
     """Answers the notifications of one listener, one at a time (the CLI has nothing else to do).
 
     Remembers our own network namespace and ids once, so the common case (caller in our
-    namespace, same user) costs two stat() calls and three ioctls per socket().
+    namespace, same user) costs two stat() calls and four ioctls per socket().
     """
 
     def __init__(self, listener: int) -> None:
@@ -311,8 +331,10 @@ class Supervisor:
         try:
             fcntl.ioctl(self.listener, _NOTIF_RECV, buf, True)
         except OSError as exc:
+            # ENOENT: the caller was killed between poll() and here.  EINTR: nothing was taken;
+            # back to poll() rather than block here if the notification has gone since.
             if exc.errno in (errno.ENOENT, errno.EINTR):
-                return  # the caller was killed between poll() and here; nothing to answer
+                return
             raise
         nid, pid, _flags, _nr, _arch, _ip, family, type_, *_rest = _NOTIF.unpack_from(buf)
         family &= _LOW32
@@ -323,30 +345,37 @@ class Supervisor:
             return
         with sock:
             cloexec = os.O_CLOEXEC if flags & socket.SOCK_CLOEXEC else 0
-            req = bytearray(_ADDFD.pack(nid, _SECCOMP_ADDFD_FLAG_SEND, sock.fileno(), 0, cloexec))
+            req = bytearray(_ADDFD.pack(nid, 0, sock.fileno(), 0, cloexec))
             try:
-                fd = fcntl.ioctl(self.listener, _NOTIF_ADDFD, req, True)
+                fd = _ioctl(self.listener, _NOTIF_ADDFD, req)
             except OSError as exc:
-                if exc.errno == errno.ENOENT:
-                    return  # the caller is gone
+                if exc.errno in _ANSWERED:
+                    return
                 log.info("pid %d: kept TCP: cannot install the socket: %s", pid, exc.strerror)
                 self._continue(nid)  # e.g. EMFILE: the native call reports it in the caller
                 return
+        if not self._send(_RESP.pack(nid, fd, 0, 0)):
+            return
         if log.isEnabledFor(logging.INFO):
             name = socket.AddressFamily(family).name
             log.info("pid %d: socket(%s) is MPTCP, fd %d", pid, name, fd)
 
     def _continue(self, nid: int) -> None:
-        resp = bytearray(_RESP.pack(nid, 0, 0, _SECCOMP_USER_NOTIF_FLAG_CONTINUE))
+        self._send(_RESP.pack(nid, 0, 0, _SECCOMP_USER_NOTIF_FLAG_CONTINUE))
+
+    def _send(self, resp: bytes) -> bool:
+        """Answer a notification; False when there is no longer anyone to answer."""
         try:
-            fcntl.ioctl(self.listener, _NOTIF_SEND, resp, True)
+            _ioctl(self.listener, _NOTIF_SEND, bytearray(resp))
         except OSError as exc:
-            if exc.errno != errno.ENOENT:
+            if exc.errno not in _ANSWERED:
                 raise
+            return False
+        return True
 
     def _valid(self, nid: int) -> bool:
         try:
-            fcntl.ioctl(self.listener, _NOTIF_ID_VALID, bytearray(struct.pack("=Q", nid)), True)
+            _ioctl(self.listener, _NOTIF_ID_VALID, bytearray(struct.pack("=Q", nid)))
         except OSError:
             return False
         return True
