@@ -88,6 +88,11 @@ class DnsManager:
                 layers[conn.name] = (conn, layer)
         return sorted(layers.values(), key=lambda item: (item[0].created_seq, item[0].name))
 
+    def is_runtime_only(self, name: str) -> bool:
+        """Whether removing ``name`` would change runtime state only (nothing persisted)."""
+        persisted = (*self._admin.connections, *self._persisted.connections)
+        return name in self._runtime and all(conn.name != name for conn in persisted)
+
     def is_active(self, conn: DnsConnection) -> bool:
         link = self._state.link_by_name(conn.interface_name)
         return link is not None and link.up

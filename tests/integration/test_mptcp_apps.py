@@ -193,7 +193,7 @@ async def test_only_root_may_enable(setup: Setup, systemd: FakeSystemd) -> None:
         "web.service", unprivileged=True,
     )  # fmt: skip
     assert denied.returncode != 0
-    assert "denied" in denied.stderr.lower()
+    assert "not authorized for org.netpathd1.mptcp.app" in denied.stderr
     out = setup.bus.busctl(
         "call", "org.netpathd1", "/org/netpathd1", "org.netpathd1.Mptcp", "ListApps",
         unprivileged=True,
