@@ -48,6 +48,7 @@ from netpathd.mptcp_reconcile import MptcpReconciler
 
 if TYPE_CHECKING:
     from netpathd.kernel.mptcp_diag import MptcpConnection
+    from netpathd.kernel.sockets_owner import Owner
     from netpathd.model.links import NetState
 
 log = logging.getLogger(__name__)
@@ -150,10 +151,25 @@ class MptcpManager:
         async with self._lock:
             return await self._pm.list_endpoints()
 
-    async def connections(self) -> list[MptcpConnection]:
-        from netpathd.kernel import mptcp_diag  # noqa: PLC0415 - only for GetConnections
+    async def connections(self, viewer_uid: int) -> list[tuple[MptcpConnection, list[Owner]]]:
+        """Every MPTCP connection, with the processes holding it that ``viewer_uid`` may see.
 
-        return await mptcp_diag.list_connections()
+        Like ``ss -Mnp`` run by that user: root sees every process, anyone else only the
+        processes whose real, effective and saved uids are all its own (what /proc lets
+        it read). The connections themselves are public, as sock_diag gives them to all.
+        """
+        from netpathd.kernel import mptcp_diag, sockets_owner  # noqa: PLC0415 - on request only
+
+        connections = await mptcp_diag.list_connections()
+        owners = await sockets_owner.socket_owners([conn.inode for conn in connections])
+
+        def visible(owner: Owner) -> bool:
+            return viewer_uid == 0 or owner.uids == {viewer_uid}
+
+        return [
+            (conn, [owner for owner in owners.get(conn.inode, []) if visible(owner)])
+            for conn in connections
+        ]
 
     # -- applying the configuration ------------------------------------------------
 

@@ -234,11 +234,10 @@ class MptcpInterface(ServiceInterface):
     @dbus_method()
     @dbus_errors
     async def GetConnections(self) -> ConnectionList:
-        connections = await self._mptcp.connections()
-        from netpathd.kernel.sockets_owner import socket_owners  # noqa: PLC0415
-
-        owners = await socket_owners([conn.inode for conn in connections])
-        return [connection_dict(conn, owners.get(conn.inode, [])) for conn in connections]
+        viewer = await self._polkit.caller_uid()
+        return [
+            connection_dict(conn, owners) for conn, owners in await self._mptcp.connections(viewer)
+        ]
 
     def _require_apps(self) -> MptcpApps:
         if self._apps is None:
