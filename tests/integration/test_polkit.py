@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,16 +11,7 @@ from netpathd.bus.polkit import ACTIONS, DNS_CONFIGURE_RUNTIME, MPTCP_CONFIGURE
 from tests.support.bus import PrivateBus
 from tests.support.daemon import Daemon, running_daemon
 from tests.support.netns import Netns
-from tests.support.polkit import (
-    GRANTED,
-    UNGRANTED,
-    Holder,
-    Polkit,
-    busctl_as,
-    grant,
-    polkit_bus,
-    polkit_holder,
-)
+from tests.support.polkit import GRANTED, UNGRANTED, Polkit, busctl_as, grant
 
 pytestmark = pytest.mark.integration
 
@@ -60,31 +51,8 @@ def argv(interface: str, member: str, words: tuple[str, ...]) -> list[str]:
 
 
 @pytest.fixture
-def holder() -> Iterator[Holder]:
-    with polkit_holder() as created:
-        yield created
-
-
-@pytest.fixture
-def pk_bus(holder: Holder) -> Iterator[PrivateBus]:
-    with polkit_bus(holder) as bus:
-        yield bus
-
-
-@pytest.fixture
-async def polkit(holder: Holder, pk_bus: PrivateBus) -> AsyncIterator[Polkit]:
-    """polkitd running, granting dns.configure-runtime to GRANTED and nothing to UNGRANTED."""
-    (holder.rules_dir / "50-test.rules").write_text(grant(DNS_CONFIGURE_RUNTIME, GRANTED))
-    started = Polkit(holder, pk_bus)
-    await started.start()
-    try:
-        yield started
-    finally:
-        started.stop()
-
-
-@pytest.fixture
 def pk_daemon(ns: Netns, pk_bus: PrivateBus, polkit: Polkit, tmp_path: Path) -> Iterator[Daemon]:
+    """netpathd on the polkit bus, with a link for DNS (tests/support/polkit.py: the rest)."""
     ns.ip("link", "add", "wan0", "type", "veth", "peer", "name", "wan0p")
     ns.ip("link", "set", "wan0", "up")
     ns.ip("addr", "add", "203.0.113.2/24", "dev", "wan0")

@@ -21,11 +21,14 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
 from tests.support.bus import PrivateBus, private_bus
 from tests.support.netns import run
+
+DNS_CONFIGURE_RUNTIME = "org.netpathd1.dns.configure-runtime"
 
 ROOT = Path(__file__).resolve().parents[2]
 POLKITD = Path("/usr/lib/polkit-1/polkitd")
@@ -209,3 +212,30 @@ def busctl_as(bus: PrivateBus, user: str, *argv: str) -> subprocess.CompletedPro
         uid = str(TEST_USERS[user])
         command = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *command]
     return run(*command, check=False)
+
+
+# Fixtures (registered in tests/conftest.py): the holder, a bus in it, polkitd on that bus.
+
+
+@pytest.fixture
+def holder() -> Iterator[Holder]:
+    with polkit_holder() as created:
+        yield created
+
+
+@pytest.fixture
+def pk_bus(holder: Holder) -> Iterator[PrivateBus]:
+    with polkit_bus(holder) as bus:
+        yield bus
+
+
+@pytest.fixture
+async def polkit(holder: Holder, pk_bus: PrivateBus) -> AsyncIterator[Polkit]:
+    """polkitd running, granting dns.configure-runtime to GRANTED and nothing to UNGRANTED."""
+    (holder.rules_dir / "50-test.rules").write_text(grant(DNS_CONFIGURE_RUNTIME, GRANTED))
+    started = Polkit(holder, pk_bus)
+    await started.start()
+    try:
+        yield started
+    finally:
+        started.stop()

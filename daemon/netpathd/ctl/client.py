@@ -7,15 +7,42 @@ fast (no pyroute2, no daemon code).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from typing import Any
 
-from dbus_fast import Message, MessageType, Variant
+from dbus_fast import Message, MessageFlag, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
 from netpathd import BUS_NAME, OBJECT_PATH
 
 CALL_TIMEOUT = 30.0
+
+BUS_REFUSED = "org.freedesktop.DBus.Error.AccessDenied"
+DENIED = "org.netpathd1.Error.PermissionDenied"
+NEEDS_AUTHENTICATION = "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
+# netpathd's denials start "not authorized for ACTION" (netpathd.bus.polkit)
+_ACTION = re.compile(r"not authorized for (org\.netpathd1\.[a-z][a-z0-9.-]*[a-z0-9])")
+
+
+def explain_denial(name: str, text: str, member: str) -> str:
+    """One line saying what a refused call needs, instead of the raw refusal."""
+    if name == BUS_REFUSED:
+        # dbus-daemon's "Rejected send message, N matched rules; type=..." helps no one
+        return (
+            f"the bus refused {member}: its policy does not let this user call it "
+            "(netpathd's own dbus/org.netpathd1.conf lets everyone call and leaves the "
+            "decision to netpathd and polkit)"
+        )
+    match = _ACTION.match(text)
+    action = match.group(1) if match else "the netpathd action"
+    how = f"run as root, or ask the administrator for a polkit rule granting {action}"
+    if name == NEEDS_AUTHENTICATION:
+        return (
+            f"not authorized for {action} without authentication: run netpathctl from a "
+            f"terminal to authenticate (with a polkit agent), {how}"
+        )
+    return f"{text}; {how}"
 
 
 class CallFailed(Exception):
@@ -28,11 +55,15 @@ class CallFailed(Exception):
 
 
 class Client:
-    def __init__(self, bus: MessageBus) -> None:
+    def __init__(self, bus: MessageBus, interactive: bool = False) -> None:
         self._bus = bus
+        # polkit may then ask the person to authenticate (busctl --allow-interactive-authorization)
+        self._flags = (
+            MessageFlag.ALLOW_INTERACTIVE_AUTHORIZATION if interactive else MessageFlag.NONE
+        )
 
     @classmethod
-    async def connect(cls, address: str | None) -> Client:
+    async def connect(cls, address: str | None, interactive: bool = False) -> Client:
         from dbus_fast import BusType  # noqa: PLC0415
 
         bus = MessageBus(bus_address=address) if address else MessageBus(bus_type=BusType.SYSTEM)
@@ -41,7 +72,7 @@ class Client:
         except (OSError, TimeoutError) as error:
             where = address or "the system bus"
             raise CallFailed("", f"cannot connect to {where}: {error}") from error
-        return cls(bus)
+        return cls(bus, interactive)
 
     def close(self) -> None:
         self._bus.disconnect()
@@ -58,6 +89,7 @@ class Client:
                     member=member,
                     signature=signature,
                     body=body or [],
+                    flags=self._flags,
                 )
             ),
             CALL_TIMEOUT,
@@ -65,8 +97,11 @@ class Client:
         if reply is None:  # only for NO_REPLY_EXPECTED calls, which we never make
             raise CallFailed("", f"{member}: no reply")
         if reply.message_type is MessageType.ERROR:
-            text = reply.body[0] if reply.body else reply.error_name or ""
-            raise CallFailed(reply.error_name or "", str(text))
+            name = reply.error_name or ""
+            text = str(reply.body[0] if reply.body else name)
+            if name in (BUS_REFUSED, DENIED, NEEDS_AUTHENTICATION):
+                text = explain_denial(name, text, f"{interface}.{member}")
+            raise CallFailed(name, text)
         return list(reply.body)
 
     def add_message_handler(self, handler: Callable[[Message], bool | None]) -> None:
