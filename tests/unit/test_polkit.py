@@ -123,9 +123,14 @@ def answer(authorized: bool, challenge: bool) -> Message:
     )
 
 
-def error(name: str, text: str) -> Message:
+def error(name: str, text: str, sender: str = "org.freedesktop.DBus") -> Message:
     return Message(
-        message_type=MessageType.ERROR, reply_serial=1, error_name=name, signature="s", body=[text]
+        message_type=MessageType.ERROR,
+        reply_serial=1,
+        error_name=name,
+        signature="s",
+        body=[text],
+        sender=sender,
     )
 
 
@@ -149,7 +154,10 @@ def test_polkit_absent_or_failing_is_a_denial_with_the_reason() -> None:
     absent = error("org.freedesktop.DBus.Error.ServiceUnknown", "not provided by any .service")
     with pytest.raises(PermissionDenied, match="polkit is not running on this bus, so only root"):
         judge(polkit.RELOAD, absent, interactive=False)
-    failed = error("org.freedesktop.PolicyKit1.Error.Failed", "Action x is not registered")
+    vanished = error("org.freedesktop.DBus.Error.NameHasNoOwner", "no :1.7", sender=":1.3")
+    with pytest.raises(PermissionDenied, match=r"polkit failed \(.*NameHasNoOwner: no :1.7"):
+        judge(polkit.RELOAD, vanished, interactive=False)
+    failed = error("org.freedesktop.PolicyKit1.Error.Failed", "Action x is not registered", ":1.3")
     with pytest.raises(PermissionDenied, match=r"polkit failed \(.*Error.Failed: Action x"):
         judge(polkit.RELOAD, failed, interactive=False)
 

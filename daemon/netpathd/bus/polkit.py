@@ -114,7 +114,8 @@ def judge(action: str, reply: Message, interactive: bool) -> None:
     """Return if ``reply`` (polkit's answer or error) allows ``action``, else raise why not."""
     if reply.message_type is MessageType.ERROR:
         reason = reply.body[0] if reply.body else ""
-        if reply.error_name in _ABSENT:
+        # the bus daemon says so; polkitd itself answers NameHasNoOwner for a vanished caller
+        if reply.error_name in _ABSENT and reply.sender == "org.freedesktop.DBus":
             raise PermissionDenied(
                 f"not authorized for {action}: polkit is not running on this bus, "
                 "so only root may do this"
