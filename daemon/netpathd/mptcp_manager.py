@@ -36,14 +36,11 @@ from netpathd.model.mptcp import (
     Endpoint,
     Limits,
     mixed_families_warning,
-    parse_address,
-    parse_flags,
-    validate_changeable,
-    validate_endpoint,
     validate_endpoint_id,
     validate_limits,
 )
-from netpathd.model.mptcp_config import EndpointConfig, EndpointKey, endpoint_config
+from netpathd.model.mptcp_config import EndpointKey, endpoint_config
+from netpathd.model.mptcp_request import endpoint_request, flags_request
 from netpathd.mptcp_reconcile import MptcpReconciler
 
 if TYPE_CHECKING:
@@ -275,10 +272,7 @@ class MptcpManager:
         runtime: bool,
     ) -> int:
         """Add to the kernel and remember; returns the id (the kernel's choice for id 0)."""
-        validate_endpoint_id(endpoint_id, allow_zero=True)
-        config = EndpointConfig(parse_address(address), port, interface, endpoint_id)
-        config = dataclasses.replace(config, flags=parse_flags(flags))
-        validate_endpoint(config.to_endpoint())
+        config = endpoint_request(address, flags, interface, port, endpoint_id)
         self._check()
         async with self._lock:
             if endpoint_id:
@@ -346,9 +340,7 @@ class MptcpManager:
 
     async def set_endpoint_flags(self, endpoint_id: int, flags: list[str]) -> None:
         """Set backup/fullmesh to exactly ``flags``; kept in the layer the endpoint is in."""
-        validate_endpoint_id(endpoint_id, allow_zero=False)
-        wanted = parse_flags(flags)
-        validate_changeable(wanted)
+        wanted = flags_request(endpoint_id, flags)
         self._check()
         async with self._lock:
             current = await self._endpoint_by_id(endpoint_id)

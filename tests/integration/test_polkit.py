@@ -123,6 +123,31 @@ async def test_no_rule_no_change(pk_daemon: Daemon, pk_bus: PrivateBus, ns: Netn
     assert state(ns, pk_daemon) == before
 
 
+BAD_REQUESTS: list[tuple[str, str, tuple[str, ...], str]] = [
+    (MPTCP, "AddEndpoint", ("sassqu", "192.0.2.300", "0", "", "0", "0"), "192.0.2.300"),
+    (MPTCP, "AddEndpointRuntime", ("sassqu", "192.0.2.9", "1", "bogus", "", "0", "0"), "bogus"),
+    (MPTCP, "SetLimits", ("uu", "9", "1"), "9"),
+    (MPTCP, "SetLimitsRuntime", ("uu", "1", "9"), "9"),
+    (MPTCP, "RemoveEndpoint", ("u", "0"), "0"),
+    (MPTCP, "SetEndpointFlags", ("uas", "7", "1", "signal"), "signal"),
+    (MPTCP, "EnableApp", ("s", "nginx"), "nginx"),
+    (MPTCP, "DisableApp", ("s", "web@.service"), "template"),
+    (DNS, "SetConnection", ("sa{sv}", "x", "1", "bogus.key", "s", "1"), "bogus.key"),
+    (DNS, "SetConnectionRuntime", ("sa{sv}", "new", "1", "ipv4.dns", "as", "1", "x"), "required"),
+    (DNS, "RemoveConnection", ("s", "nosuch"), "nosuch"),
+]
+
+
+async def test_bad_requests_are_refused_before_anyone_is_asked(
+    pk_daemon: Daemon, pk_bus: PrivateBus
+) -> None:
+    """locate -> validate -> authorize: a request that cannot work says why, to anyone."""
+    for interface, member, words, named in BAD_REQUESTS:
+        refusal = refused(pk_bus, UNGRANTED, NO_INTERACTION, *argv(interface, member, words))
+        assert "not authorized" not in refusal, member
+        assert named in refusal, (member, refusal)
+
+
 async def test_root_needs_no_polkit_and_polkit_gone_means_root_only(
     pk_daemon: Daemon, pk_bus: PrivateBus, polkit: Polkit
 ) -> None:

@@ -55,6 +55,7 @@ class DnsInterface(ServiceInterface):
     @dbus_errors
     async def SetConnection(self, name: DBusStr, settings: Settings) -> None:
         """Create or update a connection and persist it."""
+        self._dns.checked_connection(name, unwrap(settings))
         await self._polkit.authorize(INTERFACE, "SetConnection", connection=name)
         self._dns.set_connection(name, unwrap(settings), runtime=False)
 
@@ -62,13 +63,14 @@ class DnsInterface(ServiceInterface):
     @dbus_errors
     async def SetConnectionRuntime(self, name: DBusStr, settings: Settings) -> None:
         """Like SetConnection, but gone when the daemon restarts."""
+        self._dns.checked_connection(name, unwrap(settings))
         await self._polkit.authorize(INTERFACE, "SetConnectionRuntime", connection=name)
         self._dns.set_connection(name, unwrap(settings), runtime=True)
 
     @dbus_method()
     @dbus_errors
     async def RemoveConnection(self, name: DBusStr) -> None:
-        runtime_only = self._dns.is_runtime_only(name)
+        runtime_only = self._dns.check_removal(name)
         await self._polkit.authorize(
             INTERFACE, "RemoveConnection", runtime_only=runtime_only, connection=name
         )
@@ -123,8 +125,9 @@ class DnsInterface(ServiceInterface):
     async def GlobalDnsPriority(self, value: PriorityPair) -> None:
         # dbus-fast has already refused any variant that is not "(ii)"
         ipv4, ipv6 = value
+        priority = make_global_priority(ipv4, ipv6)
         await self._polkit.authorize(INTERFACE, "GlobalDnsPriority", value=f"{ipv4} {ipv6}")
-        self._dns.set_global_priority(make_global_priority(ipv4, ipv6))
+        self._dns.set_global_priority(priority)
 
     def _on_change(self, names: frozenset[str]) -> None:
         values: dict[str, Any] = {

@@ -24,9 +24,10 @@ from netpathd.bus.polkit import Authorizer
 from netpathd.errors import NotSupported
 from netpathd.kernel.bpf_mptcpify import ProbeResult, probe_in_loop
 from netpathd.kernel.mptcp_events import MptcpEvent
-from netpathd.model.mptcp import Endpoint, Limits
+from netpathd.model.mptcp import Endpoint, Limits, validate_endpoint_id, validate_limits
 from netpathd.model.mptcp_config import flag_names
-from netpathd.mptcp_apps import MptcpApps
+from netpathd.model.mptcp_request import endpoint_request, flags_request
+from netpathd.mptcp_apps import MptcpApps, check_unit_name
 from netpathd.mptcp_manager import MptcpManager
 
 if TYPE_CHECKING:  # sock_diag and /proc scanning load only when GetConnections is called
@@ -174,18 +175,22 @@ class MptcpInterface(ServiceInterface):
     @dbus_method()
     @dbus_errors
     async def SetLimits(self, subflows: DBusUInt32, add_addr_accepted: DBusUInt32) -> None:
+        limits = Limits(subflows, add_addr_accepted)
+        validate_limits(limits)
         await self._polkit.authorize(
             INTERFACE, "SetLimits", value=f"{subflows} {add_addr_accepted}"
         )
-        await self._mptcp.set_limits(Limits(subflows, add_addr_accepted), runtime=False)
+        await self._mptcp.set_limits(limits, runtime=False)
 
     @dbus_method()
     @dbus_errors
     async def SetLimitsRuntime(self, subflows: DBusUInt32, add_addr_accepted: DBusUInt32) -> None:
+        limits = Limits(subflows, add_addr_accepted)
+        validate_limits(limits)
         await self._polkit.authorize(
             INTERFACE, "SetLimitsRuntime", value=f"{subflows} {add_addr_accepted}"
         )
-        await self._mptcp.set_limits(Limits(subflows, add_addr_accepted), runtime=True)
+        await self._mptcp.set_limits(limits, runtime=True)
 
     @dbus_method()
     @dbus_errors
@@ -197,6 +202,7 @@ class MptcpInterface(ServiceInterface):
         port: DBusUInt16,
         id: DBusUInt32,
     ) -> DBusUInt32:
+        endpoint_request(address, flags, interface, port, id)
         await self._polkit.authorize(INTERFACE, "AddEndpoint", endpoint=address)
         return await self._mptcp.add_endpoint(address, flags, interface, port, id, runtime=False)
 
@@ -210,18 +216,21 @@ class MptcpInterface(ServiceInterface):
         port: DBusUInt16,
         id: DBusUInt32,
     ) -> DBusUInt32:
+        endpoint_request(address, flags, interface, port, id)
         await self._polkit.authorize(INTERFACE, "AddEndpointRuntime", endpoint=address)
         return await self._mptcp.add_endpoint(address, flags, interface, port, id, runtime=True)
 
     @dbus_method()
     @dbus_errors
     async def RemoveEndpoint(self, id: DBusUInt32) -> None:
+        validate_endpoint_id(id, allow_zero=False)
         await self._polkit.authorize(INTERFACE, "RemoveEndpoint", id=str(id))
         await self._mptcp.remove_endpoint(id)
 
     @dbus_method()
     @dbus_errors
     async def SetEndpointFlags(self, id: DBusUInt32, flags: Strings) -> None:
+        flags_request(id, flags)
         await self._polkit.authorize(INTERFACE, "SetEndpointFlags", id=str(id))
         await self._mptcp.set_endpoint_flags(id, flags)
 
@@ -247,12 +256,14 @@ class MptcpInterface(ServiceInterface):
     @dbus_method()
     @dbus_errors
     async def EnableApp(self, unit: DBusStr) -> None:
+        check_unit_name(unit)
         await self._polkit.authorize(INTERFACE, "EnableApp", unit=unit)
         await self._require_apps().enable(unit)
 
     @dbus_method()
     @dbus_errors
     async def DisableApp(self, unit: DBusStr) -> None:
+        check_unit_name(unit)
         await self._polkit.authorize(INTERFACE, "DisableApp", unit=unit)
         await self._require_apps().disable(unit)
 

@@ -1,9 +1,11 @@
 """The one authorization step of every mutating call: uid 0, else polkit decides.
 
-Handlers run in the house order: dbus-fast locates the object, member or property
-and checks the signature (and a Set's variant type), the handler calls
-`Authorizer.authorize()` before it changes anything, then the service validates the
-values and applies them.  A denied call therefore changes nothing.
+Handlers run in the house order, as systemd-resolved's do: dbus-fast locates the
+object, member or property and checks the signature (and a Set's variant type); the
+handler validates the values with the service's own pure checks (a request that
+cannot work is refused with its precise message, whoever asks); then it calls
+`Authorizer.authorize()`; only then does the service apply (checking again, under
+its lock, what depends on state).  A denied call therefore changes nothing.
 
 What is asked is what systemd's ``bus-polkit.c`` and firewalld's
 ``server/decorators.py`` ask: ``CheckAuthorization`` on
