@@ -74,6 +74,8 @@ class DnsInterface(ServiceInterface):
         await self._polkit.authorize(
             INTERFACE, "RemoveConnection", runtime_only=runtime_only, connection=name
         )
+        if runtime_only and not self._dns.check_removal(name):  # persisted while we asked
+            await self._polkit.authorize(INTERFACE, "RemoveConnection", connection=name)
         self._dns.remove_connection(name)
 
     @dbus_method()
