@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -25,10 +26,9 @@ import pytest
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
+from netpathd.bus.polkit import DNS_CONFIGURE_RUNTIME
 from tests.support.bus import PrivateBus, private_bus
 from tests.support.netns import run
-
-DNS_CONFIGURE_RUNTIME = "org.netpathd1.dns.configure-runtime"
 
 ROOT = Path(__file__).resolve().parents[2]
 POLKITD = Path("/usr/lib/polkit-1/polkitd")
@@ -166,6 +166,11 @@ def _users_file(host: Path, line: str) -> str:
 @contextmanager
 def polkit_holder() -> Iterator[Holder]:
     """The holder with test users, an empty rules.d and netpathd's actions."""
+    for name, uid in TEST_USERS.items():  # the holder's passwd must name them unambiguously
+        taken = [
+            user.pw_name for user in pwd.getpwall() if name == user.pw_name or uid == user.pw_uid
+        ]
+        assert not taken, f"test user {name} ({uid}) clashes with {taken[0]} on this host"
     directory = Path(tempfile.mkdtemp(prefix="netpathd-polkit-"))
     directory.chmod(0o755)
     for sub in ("rules.d", "vendor-rules.d", "actions"):
