@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dbus_fast import DBusError, NameFlag
+from dbus_fast.aio import MessageBus
 
 from netpathd.bus.polkit import ACTIONS, DNS_CONFIGURE_RUNTIME, MPTCP_CONFIGURE
 from tests.support.bus import PrivateBus
@@ -191,3 +195,32 @@ async def test_reads_stay_open_to_everyone(pk_daemon: Daemon, pk_bus: PrivateBus
         (MPTCP, "ListApps"),
     ):
         ok(pk_bus, UNGRANTED, NO_INTERACTION, "call", *OBJECT, interface, member)
+
+
+def test_only_root_may_own_the_name(bus: PrivateBus) -> None:
+    """The opened policy lets everyone call, never own: no one can pose as netpathd."""
+
+    async def request_name() -> str:
+        client = await MessageBus(bus_address=bus.address).connect()
+        try:
+            await client.request_name("org.netpathd1", NameFlag.DO_NOT_QUEUE)
+        except DBusError as error:
+            return error.type
+        finally:
+            client.disconnect()
+        return "owned"
+
+    pid = os.fork()
+    if pid == 0:  # the child, as nobody (forked: the interpreter is unreadable to it)
+        code = 2
+        try:
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            refused = asyncio.run(request_name()) == "org.freedesktop.DBus.Error.AccessDenied"
+            code = 0 if refused else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert asyncio.run(request_name()) == "owned"  # root may
