@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT / "daemon"))
 
 IS_ROOT = os.geteuid() == 0
 
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.polkit"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

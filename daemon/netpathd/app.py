@@ -116,6 +116,7 @@ class Daemon:
         from netpathd.bus.dns import DnsInterface  # noqa: PLC0415
         from netpathd.bus.manager import ManagerInterface  # noqa: PLC0415
         from netpathd.bus.mptcp import MptcpInterface  # noqa: PLC0415
+        from netpathd.bus.polkit import Authorizer  # noqa: PLC0415
         from netpathd.bus.service import connect, new_bus, publish  # noqa: PLC0415
         from netpathd.bus.systemd_client import SystemdClient  # noqa: PLC0415
         from netpathd.mptcp_apps import MptcpApps  # noqa: PLC0415
@@ -133,16 +134,17 @@ class Daemon:
 
         service_manager.notify("STATUS=Connecting to the bus")
         bus = await connect(self.options.bus_address)
+        polkit = Authorizer(bus)  # sees every call from now on: before anything is exported
         self._bus = bus
         await self._select_dns_backend()
         try:
             await publish(
                 bus,
                 [
-                    ManagerInterface(self.manager),
-                    DnsInterface(self.dns),
+                    ManagerInterface(self.manager, polkit),
+                    DnsInterface(self.dns, polkit),
                     MptcpInterface(
-                        self.mptcp, MptcpApps(SystemdClient(bus), self.options.systemd_dir)
+                        self.mptcp, polkit, MptcpApps(SystemdClient(bus), self.options.systemd_dir)
                     ),
                 ],
             )

@@ -188,11 +188,15 @@ class DnsManager:
         self._started = True
         self._recompute()
 
-    def set_connection(self, name: str, settings: Mapping[str, object], runtime: bool) -> None:
-        """Create or update; invalid settings raise before anything changes."""
+    def checked_connection(self, name: str, settings: Mapping[str, object]) -> DnsConnection:
+        """The connection ``settings`` would make of ``name``; InvalidArgument if none."""
         existing = {conn.name: conn for conn, _ in self.connections()}.get(name)
         next_seq = max((conn.created_seq for conn, _ in self.connections()), default=-1) + 1
-        conn = merge_settings(existing, name, settings, created_seq=next_seq)
+        return merge_settings(existing, name, settings, created_seq=next_seq)
+
+    def set_connection(self, name: str, settings: Mapping[str, object], runtime: bool) -> None:
+        """Create or update; invalid settings raise before anything changes."""
+        conn = self.checked_connection(name, settings)
         if runtime:
             self._runtime[name] = conn
         else:
@@ -201,16 +205,22 @@ class DnsManager:
             self._runtime.pop(name, None)
         self._recompute()
 
-    def remove_connection(self, name: str) -> None:
+    def check_removal(self, name: str) -> bool:
+        """Raise unless ``name`` can be removed; True when that changes runtime state only."""
         if any(conn.name == name for conn in self._admin.connections):
             raise Failed(
                 f"connection {name!r} is defined in {self._admin_path}; "
                 "remove it there and call Reload()"
             )
-        in_runtime = self._runtime.pop(name, None) is not None
-        kept = tuple(c for c in self._persisted.connections if c.name != name)
-        if len(kept) == len(self._persisted.connections) and not in_runtime:
+        persisted = any(conn.name == name for conn in self._persisted.connections)
+        if not persisted and name not in self._runtime:
             raise NotFound(f"no DNS connection named {name!r}")
+        return not persisted
+
+    def remove_connection(self, name: str) -> None:
+        self.check_removal(name)
+        self._runtime.pop(name, None)
+        kept = tuple(c for c in self._persisted.connections if c.name != name)
         if len(kept) != len(self._persisted.connections):
             self._persist(dataclasses.replace(self._persisted, connections=kept))
         self._recompute()

@@ -50,6 +50,16 @@ class PermissionDenied(NetpathdError):
     dbus_name = ERROR_PREFIX + "PermissionDenied"
 
 
+class InteractiveAuthorizationRequired(PermissionDenied):
+    """polkit would let the person authenticate, but the call did not allow interaction.
+
+    The standard D-Bus name rather than one of ours: clients such as busctl and
+    systemctl recognise it (systemd's bus-polkit.c answers the same).
+    """
+
+    dbus_name = "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
+
+
 class NotSupported(NetpathdError):
     """The running kernel or system lacks what the request needs."""
 

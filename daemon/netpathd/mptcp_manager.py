@@ -36,18 +36,16 @@ from netpathd.model.mptcp import (
     Endpoint,
     Limits,
     mixed_families_warning,
-    parse_address,
-    parse_flags,
-    validate_changeable,
-    validate_endpoint,
     validate_endpoint_id,
     validate_limits,
 )
-from netpathd.model.mptcp_config import EndpointConfig, EndpointKey, endpoint_config
+from netpathd.model.mptcp_config import EndpointKey, endpoint_config
+from netpathd.model.mptcp_request import endpoint_request, flags_request
 from netpathd.mptcp_reconcile import MptcpReconciler
 
 if TYPE_CHECKING:
     from netpathd.kernel.mptcp_diag import MptcpConnection
+    from netpathd.kernel.sockets_owner import Owner
     from netpathd.model.links import NetState
 
 log = logging.getLogger(__name__)
@@ -156,10 +154,25 @@ class MptcpManager:
         async with self._lock:
             return await self._pm.list_endpoints()
 
-    async def connections(self) -> list[MptcpConnection]:
-        from netpathd.kernel import mptcp_diag  # noqa: PLC0415 - only for GetConnections
+    async def connections(self, viewer_uid: int) -> list[tuple[MptcpConnection, list[Owner]]]:
+        """Every MPTCP connection, with the processes holding it that ``viewer_uid`` may see.
 
-        return await mptcp_diag.list_connections()
+        Like ``ss -Mnp`` run by that user: root sees every process, anyone else only the
+        processes whose real, effective and saved uids are all its own (what /proc lets
+        it read). The connections themselves are public, as sock_diag gives them to all.
+        """
+        from netpathd.kernel import mptcp_diag, sockets_owner  # noqa: PLC0415 - on request only
+
+        connections = await mptcp_diag.list_connections()
+        owners = await sockets_owner.socket_owners([conn.inode for conn in connections])
+
+        def visible(owner: Owner) -> bool:
+            return viewer_uid == 0 or owner.uids == {viewer_uid}
+
+        return [
+            (conn, [owner for owner in owners.get(conn.inode, []) if visible(owner)])
+            for conn in connections
+        ]
 
     # -- applying the configuration ------------------------------------------------
 
@@ -265,10 +278,7 @@ class MptcpManager:
         runtime: bool,
     ) -> int:
         """Add to the kernel and remember; returns the id (the kernel's choice for id 0)."""
-        validate_endpoint_id(endpoint_id, allow_zero=True)
-        config = EndpointConfig(parse_address(address), port, interface, endpoint_id)
-        config = dataclasses.replace(config, flags=parse_flags(flags))
-        validate_endpoint(config.to_endpoint())
+        config = endpoint_request(address, flags, interface, port, endpoint_id)
         self._check()
         async with self._lock:
             if endpoint_id:
@@ -336,9 +346,7 @@ class MptcpManager:
 
     async def set_endpoint_flags(self, endpoint_id: int, flags: list[str]) -> None:
         """Set backup/fullmesh to exactly ``flags``; kept in the layer the endpoint is in."""
-        validate_endpoint_id(endpoint_id, allow_zero=False)
-        wanted = parse_flags(flags)
-        validate_changeable(wanted)
+        wanted = flags_request(endpoint_id, flags)
         self._check()
         async with self._lock:
             current = await self._endpoint_by_id(endpoint_id)

@@ -66,7 +66,7 @@ def test_unprivileged_user_reads_but_cannot_reload(daemon: Daemon, bus: PrivateB
     assert version.strip() == 's "0.1.0"'
     refused = bus.busctl_result("call", *MANAGER, "Reload", unprivileged=True)
     assert refused.returncode != 0
-    assert "Access denied" in refused.stderr
+    assert "polkit is not running on this bus, so only root may" in refused.stderr
     bus.busctl("call", *MANAGER, "Reload")  # root may
 
 

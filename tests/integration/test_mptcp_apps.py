@@ -193,7 +193,7 @@ async def test_only_root_may_enable(setup: Setup, systemd: FakeSystemd) -> None:
         "web.service", unprivileged=True,
     )  # fmt: skip
     assert denied.returncode != 0
-    assert "denied" in denied.stderr.lower()
+    assert "not authorized for org.netpathd1.mptcp.app" in denied.stderr
     out = setup.bus.busctl(
         "call", "org.netpathd1", "/org/netpathd1", "org.netpathd1.Mptcp", "ListApps",
         unprivileged=True,
@@ -277,6 +277,58 @@ async def test_connections_name_their_processes(ns: Netns, setup: Setup, client:
         for proc in (peer, server):
             if proc is not None:
                 await stop(proc)
+
+
+NOBODY = 65534
+# Connects as root, then becomes nobody for good (dumpable again, as a program started
+# by nobody would be, so /proc/PID belongs to nobody).
+NOBODY_CLIENT = f"""
+import ctypes, os, socket, sys
+sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
+sock.connect(("127.0.0.1", 4321))
+os.setgroups([])
+os.setresgid({NOBODY}, {NOBODY}, {NOBODY})
+os.setresuid({NOBODY}, {NOBODY}, {NOBODY})
+ctypes.CDLL(None).prctl(4, 1)  # PR_SET_DUMPABLE
+print("connected", flush=True)
+sys.stdin.readline()
+"""
+TWO_CLIENTS_SERVER = SERVER.replace(
+    "conn, _ = listener.accept()", "conn, _ = listener.accept()\n    other, _ = listener.accept()"
+)
+
+
+def owners_seen(bus: PrivateBus, unprivileged: bool) -> set[int]:
+    """The pids GetConnections names, as root or as nobody (busctl's JSON)."""
+    out = bus.busctl(
+        "--json=short", "call", "org.netpathd1", "/org/netpathd1", "org.netpathd1.Mptcp",
+        "GetConnections", unprivileged=unprivileged,
+    )  # fmt: skip
+    (connections,) = json.loads(out)["data"]
+    return {pid for conn in connections for pid, _comm in conn["processes"]["data"]}
+
+
+async def test_process_owners_only_for_callers_allowed_to_see_them(ns: Netns, setup: Setup) -> None:
+    """As ``ss -Mnp`` shows them: root sees every process, another uid only its own."""
+    ns.sysctl("net.mptcp.enabled", "1")
+    server = await start(ns, sys.executable, "-c", TWO_CLIENTS_SERVER)
+    peers = []
+    try:
+        assert await read_line(server) == "listening"
+        for script in (CLIENT, NOBODY_CLIENT):
+            peers.append(await start(ns, sys.executable, "-c", script))
+            assert await read_line(peers[-1]) == "connected"
+        root_peer, nobody_peer = peers
+        assert await read_line(server) == "accepted"
+        assert owners_seen(setup.bus, unprivileged=False) == {
+            server.pid,
+            root_peer.pid,
+            nobody_peer.pid,
+        }
+        assert owners_seen(setup.bus, unprivileged=True) == {nobody_peer.pid}
+    finally:
+        for proc in (*peers, server):
+            await stop(proc)
 
 
 async def netpathctl(bus: PrivateBus, *argv: str) -> tuple[int, str, str]:

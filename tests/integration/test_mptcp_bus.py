@@ -507,5 +507,5 @@ def test_busctl_reads_and_unprivileged_cannot_change(daemon: Daemon, bus: Privat
     ):
         refused = bus.busctl_result(*argv, unprivileged=True)
         assert refused.returncode != 0
-        assert "Access denied" in refused.stderr
+        assert "polkit is not running on this bus, so only root may" in refused.stderr
     assert "192.0.2.5" in bus.busctl("get-property", *OBJECT, "Endpoints")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,12 +66,22 @@ def write_bus_config(directory: Path, extra_policies: Mapping[str, str] | None =
 
 
 @contextmanager
-def private_bus(extra_policies: Mapping[str, str] | None = None) -> Iterator[PrivateBus]:
+def private_bus(
+    extra_policies: Mapping[str, str] | None = None, prefix: Sequence[str] = ()
+) -> Iterator[PrivateBus]:
+    """``prefix``: a command that execs the dbus-daemon elsewhere (tests/support/polkit.py)."""
     directory = Path(tempfile.mkdtemp(prefix="netpathd-bus-"))
     directory.chmod(0o755)
     config = write_bus_config(directory, extra_policies)
     process = subprocess.Popen(
-        ["dbus-daemon", f"--config-file={config}", "--nofork", "--nopidfile", "--print-address"],
+        [
+            *prefix,
+            "dbus-daemon",
+            f"--config-file={config}",
+            "--nofork",
+            "--nopidfile",
+            "--print-address",
+        ],
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,  # Ctrl-C in a terminal reaches only the test or sandbox

@@ -9,6 +9,7 @@ from dbus_fast.annotations import DBusSignature, DBusStr
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
 from netpathd.bus.errors import dbus_errors
+from netpathd.bus.polkit import Authorizer
 from netpathd.dns_manager import DnsManager
 from netpathd.errors import InvalidArgument
 from netpathd.model.dns import DnsEntry, effective_priority
@@ -77,26 +78,37 @@ def explain_route(route: DomainRoute) -> dict[str, Variant]:
 
 
 class DnsInterface(ServiceInterface):
-    def __init__(self, dns: DnsManager) -> None:
+    def __init__(self, dns: DnsManager, polkit: Authorizer) -> None:
         super().__init__(INTERFACE)
         self._dns = dns
+        self._polkit = polkit
         dns.observe(self._on_change)
 
     @dbus_method()
     @dbus_errors
-    def SetConnection(self, name: DBusStr, settings: Settings) -> None:
+    async def SetConnection(self, name: DBusStr, settings: Settings) -> None:
         """Create or update a connection and persist it."""
+        self._dns.checked_connection(name, unwrap(settings))
+        await self._polkit.authorize(INTERFACE, "SetConnection", connection=name)
         self._dns.set_connection(name, unwrap(settings), runtime=False)
 
     @dbus_method()
     @dbus_errors
-    def SetConnectionRuntime(self, name: DBusStr, settings: Settings) -> None:
+    async def SetConnectionRuntime(self, name: DBusStr, settings: Settings) -> None:
         """Like SetConnection, but gone when the daemon restarts."""
+        self._dns.checked_connection(name, unwrap(settings))
+        await self._polkit.authorize(INTERFACE, "SetConnectionRuntime", connection=name)
         self._dns.set_connection(name, unwrap(settings), runtime=True)
 
     @dbus_method()
     @dbus_errors
-    def RemoveConnection(self, name: DBusStr) -> None:
+    async def RemoveConnection(self, name: DBusStr) -> None:
+        runtime_only = self._dns.check_removal(name)
+        await self._polkit.authorize(
+            INTERFACE, "RemoveConnection", runtime_only=runtime_only, connection=name
+        )
+        if runtime_only and not self._dns.check_removal(name):  # persisted while we asked
+            await self._polkit.authorize(INTERFACE, "RemoveConnection", connection=name)
         self._dns.remove_connection(name)
 
     @dbus_method()
@@ -159,10 +171,12 @@ class DnsInterface(ServiceInterface):
 
     @GlobalDnsPriority.setter  # type: ignore[no-redef]
     @dbus_errors
-    def GlobalDnsPriority(self, value: PriorityPair) -> None:
+    async def GlobalDnsPriority(self, value: PriorityPair) -> None:
         # dbus-fast has already refused any variant that is not "(ii)"
         ipv4, ipv6 = value
-        self._dns.set_global_priority(make_global_priority(ipv4, ipv6))
+        priority = make_global_priority(ipv4, ipv6)
+        await self._polkit.authorize(INTERFACE, "GlobalDnsPriority", value=f"{ipv4} {ipv6}")
+        self._dns.set_global_priority(priority)
 
     def _on_change(self, names: frozenset[str]) -> None:
         values: dict[str, Any] = {

@@ -8,15 +8,17 @@ from dbus_fast.annotations import DBusStr
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
 from netpathd.bus.errors import dbus_errors
+from netpathd.bus.polkit import Authorizer
 from netpathd.manager import Manager
 
 INTERFACE = "org.netpathd1.Manager"
 
 
 class ManagerInterface(ServiceInterface):
-    def __init__(self, manager: Manager) -> None:
+    def __init__(self, manager: Manager, polkit: Authorizer) -> None:
         super().__init__(INTERFACE)
         self._manager = manager
+        self._polkit = polkit
         manager.observe(self._on_change)
 
     @dbus_property(access=PropertyAccess.READ)
@@ -34,6 +36,7 @@ class ManagerInterface(ServiceInterface):
     @dbus_method()
     @dbus_errors
     async def Reload(self) -> None:
+        await self._polkit.authorize(INTERFACE, "Reload")
         await self._manager.reload()
 
     def _on_change(self, names: frozenset[str]) -> None:

@@ -20,12 +20,14 @@ from dbus_fast.annotations import DBusBool, DBusSignature, DBusStr, DBusUInt16, 
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property, dbus_signal
 
 from netpathd.bus.errors import dbus_errors
+from netpathd.bus.polkit import Authorizer
 from netpathd.errors import NotSupported
 from netpathd.kernel.bpf_mptcpify import ProbeResult, probe_in_loop
 from netpathd.kernel.mptcp_events import MptcpEvent
-from netpathd.model.mptcp import Endpoint, Limits
+from netpathd.model.mptcp import Endpoint, Limits, validate_endpoint_id, validate_limits
 from netpathd.model.mptcp_config import flag_names
-from netpathd.mptcp_apps import MptcpApps
+from netpathd.model.mptcp_request import endpoint_request, flags_request
+from netpathd.mptcp_apps import MptcpApps, check_unit_name
 from netpathd.mptcp_manager import MptcpManager
 
 if TYPE_CHECKING:  # sock_diag and /proc scanning load only when GetConnections is called
@@ -110,9 +112,12 @@ def connection_dict(conn: "MptcpConnection", owners: "Sequence[Owner]" = ()) -> 
 
 
 class MptcpInterface(ServiceInterface):
-    def __init__(self, mptcp: MptcpManager, apps: MptcpApps | None = None) -> None:
+    def __init__(
+        self, mptcp: MptcpManager, polkit: Authorizer, apps: MptcpApps | None = None
+    ) -> None:
         super().__init__(INTERFACE)
         self._mptcp = mptcp
+        self._polkit = polkit
         self._apps = apps
         self._system_wide: asyncio.Task[ProbeResult] | None = None
         mptcp.observe(self._on_change)
@@ -128,6 +133,7 @@ class MptcpInterface(ServiceInterface):
     @Enabled.setter  # type: ignore[no-redef]
     @dbus_errors
     async def Enabled(self, value: DBusBool) -> None:
+        await self._polkit.authorize(INTERFACE, "Enabled", value=str(value).lower())
         await self._mptcp.set_enabled(value, runtime=False)
 
     @dbus_property(access=PropertyAccess.READ)
@@ -163,17 +169,28 @@ class MptcpInterface(ServiceInterface):
     @dbus_method()
     @dbus_errors
     async def SetEnabledRuntime(self, enabled: DBusBool) -> None:
+        await self._polkit.authorize(INTERFACE, "SetEnabledRuntime", value=str(enabled).lower())
         await self._mptcp.set_enabled(enabled, runtime=True)
 
     @dbus_method()
     @dbus_errors
     async def SetLimits(self, subflows: DBusUInt32, add_addr_accepted: DBusUInt32) -> None:
-        await self._mptcp.set_limits(Limits(subflows, add_addr_accepted), runtime=False)
+        limits = Limits(subflows, add_addr_accepted)
+        validate_limits(limits)
+        await self._polkit.authorize(
+            INTERFACE, "SetLimits", value=f"{subflows} {add_addr_accepted}"
+        )
+        await self._mptcp.set_limits(limits, runtime=False)
 
     @dbus_method()
     @dbus_errors
     async def SetLimitsRuntime(self, subflows: DBusUInt32, add_addr_accepted: DBusUInt32) -> None:
-        await self._mptcp.set_limits(Limits(subflows, add_addr_accepted), runtime=True)
+        limits = Limits(subflows, add_addr_accepted)
+        validate_limits(limits)
+        await self._polkit.authorize(
+            INTERFACE, "SetLimitsRuntime", value=f"{subflows} {add_addr_accepted}"
+        )
+        await self._mptcp.set_limits(limits, runtime=True)
 
     @dbus_method()
     @dbus_errors
@@ -185,6 +202,8 @@ class MptcpInterface(ServiceInterface):
         port: DBusUInt16,
         id: DBusUInt32,
     ) -> DBusUInt32:
+        endpoint_request(address, flags, interface, port, id)
+        await self._polkit.authorize(INTERFACE, "AddEndpoint", endpoint=address)
         return await self._mptcp.add_endpoint(address, flags, interface, port, id, runtime=False)
 
     @dbus_method()
@@ -197,31 +216,37 @@ class MptcpInterface(ServiceInterface):
         port: DBusUInt16,
         id: DBusUInt32,
     ) -> DBusUInt32:
+        endpoint_request(address, flags, interface, port, id)
+        await self._polkit.authorize(INTERFACE, "AddEndpointRuntime", endpoint=address)
         return await self._mptcp.add_endpoint(address, flags, interface, port, id, runtime=True)
 
     @dbus_method()
     @dbus_errors
     async def RemoveEndpoint(self, id: DBusUInt32) -> None:
+        validate_endpoint_id(id, allow_zero=False)
+        await self._polkit.authorize(INTERFACE, "RemoveEndpoint", id=str(id))
         await self._mptcp.remove_endpoint(id)
 
     @dbus_method()
     @dbus_errors
     async def SetEndpointFlags(self, id: DBusUInt32, flags: Strings) -> None:
+        flags_request(id, flags)
+        await self._polkit.authorize(INTERFACE, "SetEndpointFlags", id=str(id))
         await self._mptcp.set_endpoint_flags(id, flags)
 
     @dbus_method()
     @dbus_errors
     async def FlushEndpoints(self) -> None:
+        await self._polkit.authorize(INTERFACE, "FlushEndpoints")
         await self._mptcp.flush_endpoints()
 
     @dbus_method()
     @dbus_errors
     async def GetConnections(self) -> ConnectionList:
-        connections = await self._mptcp.connections()
-        from netpathd.kernel.sockets_owner import socket_owners  # noqa: PLC0415
-
-        owners = await socket_owners([conn.inode for conn in connections])
-        return [connection_dict(conn, owners.get(conn.inode, [])) for conn in connections]
+        viewer = await self._polkit.caller_uid()
+        return [
+            connection_dict(conn, owners) for conn, owners in await self._mptcp.connections(viewer)
+        ]
 
     def _require_apps(self) -> MptcpApps:
         if self._apps is None:
@@ -231,11 +256,15 @@ class MptcpInterface(ServiceInterface):
     @dbus_method()
     @dbus_errors
     async def EnableApp(self, unit: DBusStr) -> None:
+        check_unit_name(unit)
+        await self._polkit.authorize(INTERFACE, "EnableApp", unit=unit)
         await self._require_apps().enable(unit)
 
     @dbus_method()
     @dbus_errors
     async def DisableApp(self, unit: DBusStr) -> None:
+        check_unit_name(unit)
+        await self._polkit.authorize(INTERFACE, "DisableApp", unit=unit)
         await self._require_apps().disable(unit)
 
     @dbus_method()

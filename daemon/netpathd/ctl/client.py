@@ -7,10 +7,11 @@ fast (no pyroute2, no daemon code).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from typing import Any
 
-from dbus_fast import Message, MessageType, Variant
+from dbus_fast import Message, MessageFlag, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
 from netpathd import BUS_NAME, OBJECT_PATH
@@ -18,6 +19,32 @@ from netpathd.ctl.cli import CALL_TIMEOUT, UsageError
 
 # What dbus-daemon answers in our place once its own reply timeout has passed.
 NO_REPLY = "org.freedesktop.DBus.Error.NoReply"
+
+BUS_REFUSED = "org.freedesktop.DBus.Error.AccessDenied"
+DENIED = "org.netpathd1.Error.PermissionDenied"
+NEEDS_AUTHENTICATION = "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
+# netpathd's denials start "not authorized for ACTION" (netpathd.bus.polkit)
+_ACTION = re.compile(r"not authorized for (org\.netpathd1\.[a-z][a-z0-9.-]*[a-z0-9])")
+
+
+def explain_denial(name: str, text: str, member: str) -> str:
+    """One line saying what a refused call needs, instead of the raw refusal."""
+    if name == BUS_REFUSED:
+        # dbus-daemon's "Rejected send message, N matched rules; type=..." helps no one
+        return (
+            f"the bus refused {member}: its policy does not let this user call it "
+            "(netpathd's own dbus/org.netpathd1.conf lets everyone call and leaves the "
+            "decision to netpathd and polkit)"
+        )
+    match = _ACTION.match(text)
+    action = match.group(1) if match else "the netpathd action"
+    how = f"run as root, or ask the administrator for a polkit rule granting {action}"
+    if name == NEEDS_AUTHENTICATION:
+        return (
+            f"not authorized for {action} without authentication: run netpathctl from a "
+            f"terminal to authenticate (with a polkit agent), {how}"
+        )
+    return f"{text}; {how}"
 
 
 class CallFailed(Exception):
@@ -30,12 +57,20 @@ class CallFailed(Exception):
 
 
 class Client:
-    def __init__(self, bus: MessageBus, timeout: float = CALL_TIMEOUT) -> None:
+    def __init__(
+        self, bus: MessageBus, timeout: float = CALL_TIMEOUT, interactive: bool = False
+    ) -> None:
         self._bus = bus
         self._timeout = timeout
+        # polkit may then ask the person to authenticate (busctl --allow-interactive-authorization)
+        self._flags = (
+            MessageFlag.ALLOW_INTERACTIVE_AUTHORIZATION if interactive else MessageFlag.NONE
+        )
 
     @classmethod
-    async def connect(cls, address: str | None, time_limit: float = CALL_TIMEOUT) -> Client:
+    async def connect(
+        cls, address: str | None, time_limit: float = CALL_TIMEOUT, interactive: bool = False
+    ) -> Client:
         """Connect within `time_limit` seconds, the limit of each call too; a malformed address
         is a UsageError."""
         from dbus_fast import BusType  # noqa: PLC0415
@@ -54,7 +89,7 @@ class Client:
             raise CallFailed("", f"timed out connecting to {where} ({time_limit:g}s)") from error
         except (OSError, AuthError, DBusError) as error:
             raise CallFailed("", f"cannot connect to {where}: {error}") from error
-        return cls(bus, time_limit)
+        return cls(bus, time_limit, interactive)
 
     def close(self) -> None:
         self._bus.disconnect()
@@ -69,6 +104,7 @@ class Client:
             member=member,
             signature=signature,
             body=body or [],
+            flags=self._flags,
         )
         return list((await self._send(message)).body)
 
@@ -83,10 +119,13 @@ class Client:
         if reply is None:  # only for NO_REPLY_EXPECTED calls, which we never make
             raise CallFailed("", f"{what}: no reply")
         if reply.message_type is MessageType.ERROR:
-            text = str(reply.body[0] if reply.body else reply.error_name or "")
-            if reply.error_name == NO_REPLY:  # e.g. "... disconnected ... without replying"
+            name = reply.error_name or ""
+            text = str(reply.body[0] if reply.body else name)
+            if name == NO_REPLY:  # e.g. "... disconnected ... without replying"
                 raise CallFailed(NO_REPLY, f"{unanswered}: {text}")
-            raise CallFailed(reply.error_name or "", text)
+            if name in (BUS_REFUSED, DENIED, NEEDS_AUTHENTICATION):
+                text = explain_denial(name, text, what)
+            raise CallFailed(name, text)
         return reply
 
     def add_message_handler(self, handler: Callable[[Message], bool | None]) -> None:

@@ -116,7 +116,8 @@ async def dispatch(args: argparse.Namespace) -> int:
     from netpathd.ctl.client import CallFailed, Client  # noqa: PLC0415
 
     try:
-        client = await Client.connect(args.bus_address, args.timeout)
+        # On a terminal a person can answer polkit's password prompt (as systemctl does).
+        client = await Client.connect(args.bus_address, args.timeout, interactive=os.isatty(0))
         try:
             await args.handler(client, args)
         finally:

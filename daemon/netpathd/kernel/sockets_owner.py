@@ -9,6 +9,8 @@ pid namespace; it yields to the event loop between processes so a large host doe
 stall other D-Bus clients; and it stops after `MAX_DESCRIPTORS` links with a warning in the
 log (processes it did not reach are then missing from the answer).
 Processes and descriptors that vanish or deny access while being read are skipped.
+Each owner carries its real, effective and saved uids, so the MPTCP service can show a
+caller only what ``ss -p`` would show it (netpathd reads /proc as root).
 """
 
 from __future__ import annotations
@@ -30,6 +32,19 @@ _YIELD_EVERY = 64  # processes between two yields to the loop
 class Owner:
     pid: int
     comm: str
+    uids: frozenset[int] = frozenset()  # real, effective and saved; empty when unreadable
+
+
+def _uids(proc: str, pid: str) -> frozenset[int]:
+    try:
+        with open(f"{proc}/{pid}/status", encoding="utf-8", errors="replace") as file:
+            for line in file:
+                if line.startswith("Uid:"):
+                    real, effective, saved, _fs = line.split()[1:5]
+                    return frozenset({int(real), int(effective), int(saved)})
+    except (OSError, ValueError):
+        pass
+    return frozenset()
 
 
 def _comm(proc: str, pid: str) -> str:
@@ -72,7 +87,7 @@ async def socket_owners(
             if inode is not None:
                 matched.add(inode)
         if matched:
-            owner = Owner(int(pid), _comm(proc, pid))
+            owner = Owner(int(pid), _comm(proc, pid), _uids(proc, pid))
             for inode in matched:
                 owners.setdefault(inode, []).append(owner)
         if seen >= max_descriptors:
