@@ -11,7 +11,13 @@ automatic endpoints of the ``[auto]`` policy (``netpathd.mptcp_reconcile``).
 
 Every change runs in one order: validate (precise message) → apply to the
 kernel → persist (undoing the kernel change if the write fails) → tell
-observers.  A refusal therefore leaves kernel and files as they were.  One
+observers.  A refusal therefore leaves kernel and files as they were.  An add
+is recorded before the kernel sees it (``MptcpStore.own``): a daemon killed
+between the kernel and the state file then removes the endpoint at its next
+start, as it was never persisted, instead of taking it for someone else's.
+A remove, a flag change or a flush killed before its persist needs no such
+record: the endpoint's owner is unchanged, and the next start restores what
+the files say (the state file is where a change commits).  One
 lock serializes the changes, so two callers never interleave half-applied
 plans on the shared netlink socket.
 """
@@ -38,6 +44,7 @@ from netpathd.model.mptcp import (
     mixed_families_warning,
     parse_address,
     parse_flags,
+    refuse_duplicate,
     validate_changeable,
     validate_endpoint,
     validate_endpoint_id,
@@ -272,10 +279,18 @@ class MptcpManager:
                             f"MPTCP endpoint id {endpoint_id} is already configured "
                             f"for {_key_text(other.key)}"
                         )
-            new_id = await self._pm.add_endpoint(config.to_endpoint())
+            refuse_duplicate(config.to_endpoint(), await self._pm.list_endpoints())
+            owned_before = self._store.applied.endpoint(config.key) is not None
+            self._store.own([config.key])  # write-ahead: see MptcpStore.own
+            try:
+                new_id = await self._pm.add_endpoint(config.to_endpoint())
+            except NetpathdError:
+                if not owned_before:
+                    with contextlib.suppress(NetpathdError):
+                        self._store.disown(config.key)
+                raise
             try:
                 if runtime:
-                    self._store.own(config.key)
                     self._store.runtime = self._store.runtime.with_endpoint(config)
                 else:
                     self._store.persist(self._store.persisted.with_endpoint(config))
@@ -283,6 +298,8 @@ class MptcpManager:
             except NetpathdError:
                 with contextlib.suppress(NetpathdError):
                     await self._pm.remove_endpoint(new_id)
+                    if not owned_before:
+                        self._store.disown(config.key)
                 raise
             log.info(
                 "added MPTCP endpoint %s (id %d)%s",

@@ -15,6 +15,8 @@ order (removes, flag changes, adds, limits, ``rp_filter``).  What netpathd
 owns is written to the applied record *before* an add (a crash between the add
 and the record would otherwise leave an endpoint nobody would ever remove) and
 settled after the round: a failed add drops its key, a failed remove keeps it.
+Configured endpoints the state file does not name (the administrator's,
+runtime-only ones) are recorded before their add in the same way.
 ``rp_filter`` marks are recorded only after the write, since a mark without
 the write would stop netpathd from ever loosening that link.
 """
@@ -137,6 +139,10 @@ class MptcpReconciler:
                 await self._pm.set_endpoint_flags(endpoint_id, flags)
             except NetpathdError as error:
                 log.error("cannot restore flags of endpoint %d: %s", endpoint_id, error.message)
+        persisted = self._store.persisted
+        # Owned before the kernel adds them, like every add (``MptcpStore.own``); the
+        # state file already names its own endpoints.
+        self._store.own(c.key for c in plan.add if persisted.endpoint(c.key) != c)
         for config in plan.add:
             try:
                 new_id = await self._pm.add_endpoint(config.to_endpoint())
@@ -168,7 +174,6 @@ class MptcpReconciler:
         if only is None:
             if warning := first_mixed_families_warning(desired):
                 log.warning("%s", warning)
-            persisted = self._store.persisted
             self._store.own_only(e.key for e in desired if persisted.endpoint(e.key) != e)
         return bool(plan)
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from netpathd.errors import InvalidArgument
+from netpathd.errors import AlreadyExists, InvalidArgument
 from netpathd.model.mptcp import (
     Endpoint,
     EndpointFlag,
@@ -17,6 +17,7 @@ from netpathd.model.mptcp import (
     mixed_families_warning,
     parse_address,
     parse_flags,
+    refuse_duplicate,
     set_flags,
     validate_endpoint,
     validate_endpoint_id,
@@ -130,3 +131,19 @@ def test_mixed_families_warning() -> None:
     warning = mixed_families_warning(endpoint("2001:db8::1", SUBFLOW), existing)
     assert warning is not None
     assert "2001:db8::1 is IPv6 but 192.0.2.1, 198.51.100.1 are IPv4" in warning
+
+
+def test_duplicates_are_refused_before_the_kernel_is_asked() -> None:
+    table = [
+        endpoint("192.0.2.1", SUBFLOW, id=1),
+        endpoint("192.0.2.2", SIGNAL, id=2, port=8080),
+        endpoint("192.0.2.3", EndpointFlag.IMPLICIT, id=3),
+    ]
+    with pytest.raises(AlreadyExists, match=r"address 192\.0\.2\.1 already exists \(id 1\)"):
+        refuse_duplicate(endpoint("192.0.2.1", SIGNAL), table)
+    with pytest.raises(AlreadyExists, match=r"192\.0\.2\.2 port 8080 already exists"):
+        refuse_duplicate(endpoint("192.0.2.2", SIGNAL, port=8080), table)
+    with pytest.raises(AlreadyExists, match=r"id 2 is already in use by 192\.0\.2\.2"):
+        refuse_duplicate(endpoint("192.0.2.9", SUBFLOW, id=2), table)
+    refuse_duplicate(endpoint("192.0.2.2", SIGNAL), table)  # another port: another key
+    refuse_duplicate(endpoint("192.0.2.3", SUBFLOW), table)  # the kernel replaces implicit ones

@@ -11,7 +11,8 @@
   record a restart could neither remove a runtime-only endpoint nor restore a
   limit, and could not tell its own endpoints from NetworkManager's.  The
   automatic endpoints it added and the links where it loosened ``rp_filter``
-  are kept there too, for the same reasons.
+  are kept there too, for the same reasons.  Every endpoint is recorded here
+  *before* the kernel adds it (write-ahead, see ``own``), persisted ones too.
 
 All three files share one format (``netpathd.model.mptcp_config``).  Every
 write goes through ``write_atomic`` first and is adopted in memory only once it
@@ -117,10 +118,23 @@ class MptcpStore:
         )
         self.applied = applied
 
-    def own(self, key: EndpointKey) -> None:
-        """Record that netpathd put this endpoint into the kernel outside the persisted layer."""
-        if self.applied.endpoint(key) is None:
-            self.record_applied(self.applied.with_endpoint(EndpointConfig(*key)))
+    def own(self, keys: Iterable[EndpointKey]) -> None:
+        """Record, before asking the kernel, that netpathd is adding these endpoints.
+
+        Written ahead: a daemon killed between the kernel's add and the state file
+        still finds them here at start, so it removes what was never persisted
+        instead of taking it for someone else's.  The state file's own are dropped
+        from the record again by the next full apply (``own_only``).
+        """
+        applied = self.applied
+        for key in keys:
+            if applied.endpoint(key) is None:
+                applied = applied.with_endpoint(EndpointConfig(*key))
+        self.record_applied(applied)
+
+    def disown(self, key: EndpointKey) -> None:
+        """Take back ``own`` of an endpoint the kernel refused."""
+        self.record_applied(self.applied.without_endpoint(key))
 
     def own_only(self, keys: Iterable[EndpointKey]) -> None:
         """After a full apply: exactly these endpoints need the record (persisted ones do

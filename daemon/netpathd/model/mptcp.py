@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from netpathd.errors import InvalidArgument
+from netpathd.errors import AlreadyExists, InvalidArgument
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -140,6 +140,28 @@ def validate_endpoint(endpoint: Endpoint) -> None:
     ):
         # pm_kernel.c address_use_port(): "flags must have signal and not subflow when using port"
         raise InvalidArgument(f"port {endpoint.port} requires the 'signal' flag and not 'subflow'")
+
+
+def refuse_duplicate(new: Endpoint, table: Iterable[Endpoint]) -> None:
+    """The kernel's EEXIST (same address and port) and EBUSY (same id), found beforehand.
+
+    netpathd records an endpoint as its own before asking the kernel
+    (write-ahead, by address and port): recording an address someone else's
+    endpoint holds would make a daemon killed right after the kernel's refusal
+    remove that endpoint at its next start.  An ``implicit`` endpoint is no
+    obstacle: the kernel replaces it (``mptcp_pm_nl_append_new_local_addr``).
+    """
+    for endpoint in table:
+        same_key = (endpoint.address, endpoint.port) == (new.address, new.port)
+        if same_key and EndpointFlag.IMPLICIT not in endpoint.flags:
+            port = f" port {new.port}" if new.port else ""
+            raise AlreadyExists(
+                f"MPTCP endpoint address {new.address}{port} already exists (id {endpoint.id})"
+            )
+        if new.id and endpoint.id == new.id:
+            raise AlreadyExists(
+                f"MPTCP endpoint id {new.id} is already in use by {endpoint.address}"
+            )
 
 
 def validate_limits(limits: Limits) -> None:

@@ -1,0 +1,146 @@
+"""A netpathd killed (SIGKILL) at any step of an endpoint change knows its endpoints again.
+
+The daemon is stopped exactly between two steps without a hook in its code:
+the file the next step writes is replaced by a FIFO.  ``write_atomic`` reads
+the current content first, and opening a FIFO to read blocks until a writer
+comes, so the test's own open for writing returns at the very moment the
+daemon is inside that step, with every earlier step done.  Then it is killed.
+The kernel is the witness afterwards (``ip mptcp endpoint show``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_mptcp_bus import connected, endpoints
+from tests.support.bus import PrivateBus
+from tests.support.daemon import Daemon, running_daemon, start_daemon
+from tests.support.dbus_client import TIMEOUT, CallError
+from tests.support.netns import Netns
+
+pytestmark = pytest.mark.integration
+
+ADD = ["192.0.2.5", ["subflow"], "", 0, 0]
+
+
+async def _open_write_end(fifo: Path) -> int:
+    """The FIFO's write end, opened once the daemon opened it to read (or fail in TIMEOUT)."""
+    opening = asyncio.ensure_future(asyncio.to_thread(os.open, fifo, os.O_WRONLY))
+    try:
+        return await asyncio.wait_for(asyncio.shield(opening), TIMEOUT)
+    except TimeoutError:
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # lets the thread's open return
+        os.close(await opening)
+        os.close(reader)
+        raise AssertionError(f"the daemon never started writing {fifo.name}") from None
+
+
+@asynccontextmanager
+async def killed_while_writing(daemon: Daemon, name: str) -> AsyncIterator[None]:
+    """Run the body's call, SIGKILL the daemon as soon as it starts writing ``name``."""
+    fifo = daemon.state_dir / name
+    with contextlib.suppress(FileNotFoundError):
+        fifo.unlink()
+    os.mkfifo(fifo)
+    try:
+        yield
+        write_end = await _open_write_end(fifo)
+        daemon.process.kill()
+        daemon.process.wait()
+        os.close(write_end)
+    finally:
+        fifo.unlink()
+
+
+async def _call_until_killed(bus: PrivateBus, member: str, daemon: Daemon, name: str) -> None:
+    async with connected(bus) as client:
+        async with killed_while_writing(daemon, name):
+            call = asyncio.ensure_future(client.call(member, "sassqu", ADD))
+        with pytest.raises((CallError, TimeoutError)):  # no reply: the daemon died mid-call
+            await call
+
+
+@pytest.mark.parametrize("step", ["mptcp-applied.conf", "mptcp.conf"])
+async def test_add_endpoint_killed_before_the_persist_leaves_no_orphan(
+    ns: Netns, bus: PrivateBus, tmp_path: Path, step: str
+) -> None:
+    """Killed before the state file says so, the add never happened: the restart removes it."""
+    daemon = start_daemon(ns, bus, tmp_path)
+    try:
+        await _call_until_killed(bus, "AddEndpoint", daemon, step)
+    finally:
+        daemon.stop()
+    with running_daemon(ns, bus, tmp_path):
+        assert endpoints(ns) == ""
+        async with connected(bus) as client:
+            (new_id,) = await client.call("AddEndpoint", "sassqu", ADD)  # no AlreadyExists
+            assert endpoints(ns) == f"192.0.2.5 id {new_id} subflow \n"
+
+
+async def test_add_endpoint_killed_after_the_reply_keeps_it_as_its_own(
+    ns: Netns, bus: PrivateBus, tmp_path: Path
+) -> None:
+    daemon = start_daemon(ns, bus, tmp_path)
+    try:
+        async with connected(bus) as client:
+            (new_id,) = await client.call("AddEndpoint", "sassqu", ADD)
+        daemon.process.kill()
+    finally:
+        daemon.stop()
+    with running_daemon(ns, bus, tmp_path):
+        assert endpoints(ns) == f"192.0.2.5 id {new_id} subflow \n"
+        async with connected(bus) as client:
+            await client.call("RemoveEndpoint", "u", [new_id])
+        assert endpoints(ns) == ""
+    with running_daemon(ns, bus, tmp_path):  # and it stays removed
+        assert endpoints(ns) == ""
+
+
+@pytest.mark.parametrize("after_reply", [False, True], ids=["mid-call", "after-reply"])
+async def test_runtime_endpoint_never_survives_a_kill(
+    ns: Netns, bus: PrivateBus, tmp_path: Path, after_reply: bool
+) -> None:
+    daemon = start_daemon(ns, bus, tmp_path)
+    try:
+        if after_reply:
+            async with connected(bus) as client:
+                await client.call("AddEndpointRuntime", "sassqu", ADD)
+            assert endpoints(ns) == "192.0.2.5 id 1 subflow \n"
+            daemon.process.kill()
+        else:
+            await _call_until_killed(bus, "AddEndpointRuntime", daemon, "mptcp-applied.conf")
+    finally:
+        daemon.stop()
+    with running_daemon(ns, bus, tmp_path):
+        assert endpoints(ns) == ""
+        async with connected(bus) as client:
+            await client.call("AddEndpointRuntime", "sassqu", ADD)
+
+
+async def test_reload_killed_before_recording_an_admin_endpoint_leaves_no_orphan(
+    ns: Netns, bus: PrivateBus, tmp_path: Path
+) -> None:
+    """An endpoint the administrator's file brought in and then lost is still netpathd's."""
+    admin = tmp_path / "config" / "mptcp.conf"
+    daemon = start_daemon(ns, bus, tmp_path)
+    try:
+        async with connected(bus) as client:
+            async with killed_while_writing(daemon, "mptcp-applied.conf"):
+                admin.write_text('[endpoint "192.0.2.7"]\nflags = subflow\n')
+                reload = asyncio.ensure_future(
+                    client.client.call("org.netpathd1.Manager", "Reload")
+                )
+            with pytest.raises((CallError, TimeoutError)):
+                await reload
+    finally:
+        daemon.stop()
+    admin.unlink()  # the administrator changes their mind while netpathd is down
+    with running_daemon(ns, bus, tmp_path):
+        assert endpoints(ns) == ""
