@@ -112,6 +112,7 @@ class Daemon:
         from netpathd.bus.systemd_client import SystemdClient  # noqa: PLC0415
         from netpathd.mptcp_apps import MptcpApps  # noqa: PLC0415
 
+        self.dns.remove_stale_temporaries()
         try:
             self.dns.load()
         except ConfigError as error:

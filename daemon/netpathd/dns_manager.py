@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from netpathd.errors import ConfigError, Failed, NotFound
+from netpathd.files.atomic import remove_stale_temporaries
 from netpathd.files.config import read_config_text
 from netpathd.files.resolv_conf import RcManager, render, write_resolv_conf
 from netpathd.files.state import save_state
@@ -96,6 +98,13 @@ class DnsManager:
         self._observers.append(observer)
 
     # -- loading ---------------------------------------------------------------
+
+    def remove_stale_temporaries(self) -> None:
+        """Remove what writes interrupted by a kill left (at start, before any write)."""
+        paths = [self._state_path, self._private_copy, self.resolv_conf]
+        if self.rc_manager is RcManager.FILE:  # written through the symlink, where it ends
+            paths.append(Path(os.path.realpath(self.resolv_conf)))
+        remove_stale_temporaries(*dict.fromkeys(paths))
 
     def load(self) -> None:
         """Read both files, each all or nothing, then raise the first error (ConfigError).

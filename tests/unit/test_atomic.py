@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from netpathd.errors import Failed
-from netpathd.files.atomic import write_atomic
+from netpathd.files.atomic import remove_stale_temporaries, write_atomic
 
 
 def mode_of(path: Path) -> int:
@@ -120,3 +120,30 @@ def test_durable_writes_fsync_file_and_directory(
     assert write_atomic(tmp_path / "f", b"data", durable=durable) is True
     assert (tmp_path / "f").read_bytes() == b"data"
     assert len(calls) == fsyncs
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing of write_atomic's clean-up runs."""
+
+
+def test_what_a_killed_write_leaves_is_removed_and_nothing_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "dns.conf"
+
+    def killed(*_: object) -> None:
+        raise Killed
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "replace", killed)
+        for _ in range(3):
+            with pytest.raises(Killed):
+                write_atomic(target, b"new\n")
+    left = sorted(os.listdir(tmp_path))
+    assert len(left) == 3
+    assert all(name.startswith(".dns.conf.") and name.endswith(".tmp") for name in left)
+    others = [".dns.conf.tmp", ".dns.conf.ABCDEFGH.tmp", ".mptcp.conf.abcdefgh.tmp", "dns.conf"]
+    for name in others:
+        (tmp_path / name).write_bytes(b"keep\n")
+    remove_stale_temporaries(target, tmp_path / "missing" / "resolv.conf")
+    assert sorted(os.listdir(tmp_path)) == sorted(others)

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from netpathd.errors import ConfigError
-from netpathd.files.atomic import write_atomic
+from netpathd.files.atomic import remove_stale_temporaries, write_atomic
 from netpathd.files.config import read_config_text
 from netpathd.files.state import save_state
 from netpathd.model.mptcp_config import (
@@ -73,6 +73,7 @@ class MptcpStore:
 
     def load(self) -> None:
         """Read every file; a bad one is logged and left empty (used at start)."""
+        remove_stale_temporaries(self.state_path, self.applied_path)
         for path, attribute in (
             (self.admin_path, "admin"),
             (self.state_path, "persisted"),

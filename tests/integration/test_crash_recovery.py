@@ -1,4 +1,4 @@
-"""A netpathd killed (SIGKILL) at any step of an endpoint change knows its endpoints again.
+"""A netpathd killed (SIGKILL) at any step knows its endpoints again and leaves no litter.
 
 The daemon is stopped exactly between two steps without a hook in its code:
 the file the next step writes is replaced by a FIFO.  ``write_atomic`` reads
@@ -144,3 +144,39 @@ async def test_reload_killed_before_recording_an_admin_endpoint_leaves_no_orphan
     admin.unlink()  # the administrator changes their mind while netpathd is down
     with running_daemon(ns, bus, tmp_path):
         assert endpoints(ns) == ""
+
+
+STALE = [  # what write_atomic leaves when killed: ".NAME." + mkstemp's 8 characters + ".tmp"
+    "state/.mptcp.conf.k2j_h4g5.tmp",
+    "state/.mptcp-applied.conf.x1y2z3w4.tmp",
+    "state/.dns.conf.abcdefgh.tmp",
+    "state/.resolv.conf.00000000.tmp",  # the private copy
+    ".resolv.conf.q9w8e7r6.tmp",  # beside the resolver file (/etc or /run on a host)
+]
+LOOK_ALIKES = [  # not netpathd's: an admin's, another program's, or not a temporary file
+    ".resolv.conf.tmp",
+    ".resolv.conf.ABCDEFGH.tmp",
+    ".resolv.conf.abcdefghi.tmp",
+    ".resolv.conf.abcdefgh.tmp.bak",
+    "resolv.conf.abcdefgh.tmp",
+    ".hosts.abcdefgh.tmp",
+    "state/.mptcp.conf.orig",
+    "state/.netpathd.conf.abcdefgh.tmp",
+]
+
+
+def test_temporary_files_of_a_killed_daemon_are_removed_at_start(
+    ns: Netns, bus: PrivateBus, tmp_path: Path
+) -> None:
+    (tmp_path / "state").mkdir()
+    for name in STALE + LOOK_ALIKES:
+        (tmp_path / name).write_text("half-written\n")
+    (tmp_path / "state" / ".dns.conf.zzzzzzzz.tmp").mkdir()  # a directory is not ours
+    (tmp_path / "state" / ".mptcp.conf.yyyyyyyy.tmp").symlink_to("mptcp.conf")  # nor a symlink
+    with running_daemon(ns, bus, tmp_path):
+        for name in STALE:
+            assert not (tmp_path / name).exists(), name
+        for name in LOOK_ALIKES:
+            assert (tmp_path / name).read_text() == "half-written\n", name
+        assert (tmp_path / "state" / ".dns.conf.zzzzzzzz.tmp").is_dir()
+        assert (tmp_path / "state" / ".mptcp.conf.yyyyyyyy.tmp").is_symlink()
