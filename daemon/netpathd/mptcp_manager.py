@@ -182,9 +182,9 @@ class MptcpManager:
         Only the latest state is kept and one flag set, so a burst while a round
         runs costs exactly one more round, with the newest state, and no queue.
         """
-        self._reconciler.state = state
         if self._reconciler.wants_network(state):
             self._wake.set()
+        self._reconciler.state = state
 
     async def run_network(self) -> None:
         """Run a round for every wake-up until cancelled; a failed round never stops it."""
