@@ -16,6 +16,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,8 +45,12 @@ async def _open_write_end(fifo: Path) -> int:
 
 @asynccontextmanager
 async def killed_while_writing(daemon: Daemon, name: str) -> AsyncIterator[None]:
-    """Run the body's call, SIGKILL the daemon as soon as it starts writing ``name``."""
+    """Run the body's call, SIGKILL the daemon as soon as it starts writing ``name``.
+
+    The file is put back as it was: the write never happened.
+    """
     fifo = daemon.state_dir / name
+    original = fifo.read_bytes() if fifo.exists() else None
     with contextlib.suppress(FileNotFoundError):
         fifo.unlink()
     os.mkfifo(fifo)
@@ -57,14 +62,20 @@ async def killed_while_writing(daemon: Daemon, name: str) -> AsyncIterator[None]
         os.close(write_end)
     finally:
         fifo.unlink()
+        if original is not None:
+            fifo.write_bytes(original)
 
 
-async def _call_until_killed(bus: PrivateBus, member: str, daemon: Daemon, name: str) -> None:
+Call = tuple[str, str, list[Any]]  # member, signature, body
+
+
+async def _call_until_killed(bus: PrivateBus, daemon: Daemon, name: str, call: Call) -> None:
+    member, signature, body = call
     async with connected(bus) as client:
         async with killed_while_writing(daemon, name):
-            call = asyncio.ensure_future(client.call(member, "sassqu", ADD))
+            reply = asyncio.ensure_future(client.call(member, signature, body))
         with pytest.raises((CallError, TimeoutError)):  # no reply: the daemon died mid-call
-            await call
+            await reply
 
 
 @pytest.mark.parametrize("step", ["mptcp-applied.conf", "mptcp.conf"])
@@ -74,7 +85,7 @@ async def test_add_endpoint_killed_before_the_persist_leaves_no_orphan(
     """Killed before the state file says so, the add never happened: the restart removes it."""
     daemon = start_daemon(ns, bus, tmp_path)
     try:
-        await _call_until_killed(bus, "AddEndpoint", daemon, step)
+        await _call_until_killed(bus, daemon, step, ("AddEndpoint", "sassqu", ADD))
     finally:
         daemon.stop()
     with running_daemon(ns, bus, tmp_path):
@@ -115,7 +126,9 @@ async def test_runtime_endpoint_never_survives_a_kill(
             assert endpoints(ns) == "192.0.2.5 id 1 subflow \n"
             daemon.process.kill()
         else:
-            await _call_until_killed(bus, "AddEndpointRuntime", daemon, "mptcp-applied.conf")
+            await _call_until_killed(
+                bus, daemon, "mptcp-applied.conf", ("AddEndpointRuntime", "sassqu", ADD)
+            )
     finally:
         daemon.stop()
     with running_daemon(ns, bus, tmp_path):
@@ -144,6 +157,32 @@ async def test_reload_killed_before_recording_an_admin_endpoint_leaves_no_orphan
     admin.unlink()  # the administrator changes their mind while netpathd is down
     with running_daemon(ns, bus, tmp_path):
         assert endpoints(ns) == ""
+
+
+@pytest.mark.parametrize(
+    "call",
+    [("RemoveEndpoint", "u", [1]), ("SetEndpointFlags", "uas", [1, ["backup"]]),
+     ("FlushEndpoints", "", [])],
+    ids=["remove", "flags", "flush"],
+)  # fmt: skip
+async def test_a_change_killed_before_its_persist_is_undone_from_the_files(
+    ns: Netns, bus: PrivateBus, tmp_path: Path, call: Call
+) -> None:
+    """Removes, flag changes and flushes need no write-ahead: the owner stays the same."""
+    daemon = start_daemon(ns, bus, tmp_path)
+    try:
+        async with connected(bus) as client:
+            await client.call("AddEndpoint", "sassqu", ADD)
+            await client.call("AddEndpointRuntime", "sassqu", ["192.0.2.6", [], "", 0, 0])
+        await _call_until_killed(bus, daemon, "mptcp.conf", call)
+    finally:
+        daemon.stop()
+    with running_daemon(ns, bus, tmp_path):
+        address, _, new_id, flags = endpoints(ns).split()  # as persisted; runtime gone
+        assert (address, flags) == ("192.0.2.5", "subflow")
+        member, signature, body = call
+        async with connected(bus) as client:  # the retry works: the endpoint is netpathd's
+            await client.call(member, signature, [int(new_id), *body[1:]] if body else [])
 
 
 STALE = [  # what write_atomic leaves when killed: ".NAME." + mkstemp's 8 characters + ".tmp"
