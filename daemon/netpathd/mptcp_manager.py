@@ -11,15 +11,13 @@ automatic endpoints of the ``[auto]`` policy (``netpathd.mptcp_reconcile``).
 
 Every change runs in one order: validate (precise message) → apply to the
 kernel → persist (undoing the kernel change if the write fails) → tell
-observers.  A refusal therefore leaves kernel and files as they were.  An add
-is recorded before the kernel sees it (``MptcpStore.own``): a daemon killed
-between the kernel and the state file then removes the endpoint at its next
-start, as it was never persisted, instead of taking it for someone else's.
-A remove, a flag change or a flush killed before its persist needs no such
-record: the endpoint's owner is unchanged, and the next start restores what
-the files say (the state file is where a change commits).  One
-lock serializes the changes, so two callers never interleave half-applied
-plans on the shared netlink socket.
+observers.  An add is written down before the kernel sees it instead
+(``MptcpStore.record_add``): a daemon killed in between must still know the
+endpoint as its own at the next start.  A remove, a flag change or a flush
+killed before its persist needs no such record: the endpoint keeps its owner,
+and the next start restores what the files say.  A refusal leaves kernel and
+files as they were.  One lock serializes the changes, so two callers never
+interleave half-applied plans on the shared netlink socket.
 """
 
 from __future__ import annotations
@@ -44,7 +42,7 @@ from netpathd.model.mptcp import (
     mixed_families_warning,
     parse_address,
     parse_flags,
-    refuse_duplicate,
+    refuse_conflicts,
     validate_changeable,
     validate_endpoint,
     validate_endpoint_id,
@@ -279,28 +277,20 @@ class MptcpManager:
                             f"MPTCP endpoint id {endpoint_id} is already configured "
                             f"for {_key_text(other.key)}"
                         )
-            refuse_duplicate(config.to_endpoint(), await self._pm.list_endpoints())
-            owned_before = self._store.applied.endpoint(config.key) is not None
-            self._store.own([config.key])  # write-ahead: see MptcpStore.own
+            refuse_conflicts(config.to_endpoint(), await self._pm.list_endpoints())
+            if interface and not self._pm.interface_index(interface):
+                raise NotFound(f"no network interface {interface!r}")
+            undo = self._store.record_add(config, runtime=runtime)
             try:
                 new_id = await self._pm.add_endpoint(config.to_endpoint())
-            except NetpathdError:
-                if not owned_before:
-                    with contextlib.suppress(NetpathdError):
-                        self._store.disown(config.key)
-                raise
-            try:
-                if runtime:
-                    self._store.runtime = self._store.runtime.with_endpoint(config)
-                else:
-                    self._store.persist(self._store.persisted.with_endpoint(config))
-                    self._store.runtime = self._store.runtime.without_endpoint(config.key)
-            except NetpathdError:
+            except NetpathdError:  # a refusal; an unknown outcome (timeout) is left to the start
                 with contextlib.suppress(NetpathdError):
-                    await self._pm.remove_endpoint(new_id)
-                    if not owned_before:
-                        self._store.disown(config.key)
+                    undo()
                 raise
+            if runtime:
+                self._store.runtime = self._store.runtime.with_endpoint(config)
+            else:
+                self._store.runtime = self._store.runtime.without_endpoint(config.key)
             log.info(
                 "added MPTCP endpoint %s (id %d)%s",
                 config.address,

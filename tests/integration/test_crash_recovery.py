@@ -78,14 +78,17 @@ async def _call_until_killed(bus: PrivateBus, daemon: Daemon, name: str, call: C
             await reply
 
 
-@pytest.mark.parametrize("step", ["mptcp-applied.conf", "mptcp.conf"])
 async def test_add_endpoint_killed_before_the_persist_leaves_no_orphan(
-    ns: Netns, bus: PrivateBus, tmp_path: Path, step: str
+    ns: Netns, bus: PrivateBus, tmp_path: Path
 ) -> None:
-    """Killed before the state file says so, the add never happened: the restart removes it."""
+    """Killed before the state file says so, the add never happened, in the kernel either.
+
+    (Killed after the state file and before the kernel, the add is committed:
+    the start adds what the state file lists, as after a flush behind its back.)
+    """
     daemon = start_daemon(ns, bus, tmp_path)
     try:
-        await _call_until_killed(bus, daemon, step, ("AddEndpoint", "sassqu", ADD))
+        await _call_until_killed(bus, daemon, "mptcp.conf", ("AddEndpoint", "sassqu", ADD))
     finally:
         daemon.stop()
     with running_daemon(ns, bus, tmp_path):

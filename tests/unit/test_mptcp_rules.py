@@ -17,7 +17,7 @@ from netpathd.model.mptcp import (
     mixed_families_warning,
     parse_address,
     parse_flags,
-    refuse_duplicate,
+    refuse_conflicts,
     set_flags,
     validate_endpoint,
     validate_endpoint_id,
@@ -140,10 +140,16 @@ def test_duplicates_are_refused_before_the_kernel_is_asked() -> None:
         endpoint("192.0.2.3", EndpointFlag.IMPLICIT, id=3),
     ]
     with pytest.raises(AlreadyExists, match=r"address 192\.0\.2\.1 already exists \(id 1\)"):
-        refuse_duplicate(endpoint("192.0.2.1", SIGNAL), table)
+        refuse_conflicts(endpoint("192.0.2.1", SIGNAL), table)
     with pytest.raises(AlreadyExists, match=r"192\.0\.2\.2 port 8080 already exists"):
-        refuse_duplicate(endpoint("192.0.2.2", SIGNAL, port=8080), table)
+        refuse_conflicts(endpoint("192.0.2.2", SIGNAL, port=8080), table)
     with pytest.raises(AlreadyExists, match=r"id 2 is already in use by 192\.0\.2\.2"):
-        refuse_duplicate(endpoint("192.0.2.9", SUBFLOW, id=2), table)
-    refuse_duplicate(endpoint("192.0.2.2", SIGNAL), table)  # another port: another key
-    refuse_duplicate(endpoint("192.0.2.3", SUBFLOW), table)  # the kernel replaces implicit ones
+        refuse_conflicts(endpoint("192.0.2.9", SUBFLOW, id=2), table)
+    refuse_conflicts(endpoint("192.0.2.2", SIGNAL), table)  # another port: another key
+    refuse_conflicts(endpoint("192.0.2.3", SUBFLOW), table)  # the kernel replaces implicit ones
+    full = [endpoint(f"192.0.2.{n}", SUBFLOW, id=n) for n in range(1, 8)]
+    refuse_conflicts(endpoint("198.51.100.1", SUBFLOW), full)
+    full.append(endpoint("198.51.100.8", EndpointFlag.IMPLICIT, id=8))
+    with pytest.raises(InvalidArgument, match="at most 8 endpoints per namespace"):
+        refuse_conflicts(endpoint("198.51.100.1", SUBFLOW), full)
+    refuse_conflicts(endpoint("198.51.100.8", SUBFLOW), full)  # takes the implicit one's place

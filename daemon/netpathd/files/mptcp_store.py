@@ -11,8 +11,8 @@
   record a restart could neither remove a runtime-only endpoint nor restore a
   limit, and could not tell its own endpoints from NetworkManager's.  The
   automatic endpoints it added and the links where it loosened ``rp_filter``
-  are kept there too, for the same reasons.  Every endpoint is recorded here
-  *before* the kernel adds it (write-ahead, see ``own``), persisted ones too.
+  are kept there too, for the same reasons.  Endpoints are recorded here
+  *before* the kernel adds them (write-ahead, see ``own``).
 
 All three files share one format (``netpathd.model.mptcp_config``).  Every
 write goes through ``write_atomic`` first and is adopted in memory only once it
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from netpathd.errors import ConfigError
@@ -119,13 +119,30 @@ class MptcpStore:
         )
         self.applied = applied
 
+    def record_add(self, config: EndpointConfig, *, runtime: bool) -> Callable[[], None]:
+        """Write an add down before the kernel sees it; returns how to take that back.
+
+        A daemon killed between the kernel and the files must find the endpoint
+        recorded as its own at the next start.  A persisted endpoint goes into the
+        state file first, which is where it commits anyway, so success costs no
+        extra write; a runtime-only one into the applied record (``own``), whose
+        endpoints a start removes.
+        """
+        if runtime:
+            if self.applied.endpoint(config.key) is not None:
+                return lambda: None
+            self.own([config.key])
+            return lambda: self.disown(config.key)
+        previous = self.persisted
+        self.persist(previous.with_endpoint(config))
+        return lambda: self.persist(previous)
+
     def own(self, keys: Iterable[EndpointKey]) -> None:
         """Record, before asking the kernel, that netpathd is adding these endpoints.
 
-        Written ahead: a daemon killed between the kernel's add and the state file
-        still finds them here at start, so it removes what was never persisted
-        instead of taking it for someone else's.  The state file's own are dropped
-        from the record again by the next full apply (``own_only``).
+        Written ahead: a daemon killed right after the kernel's add still finds
+        them here at start, so it removes what it no longer wants instead of
+        taking it for someone else's.
         """
         applied = self.applied
         for key in keys:

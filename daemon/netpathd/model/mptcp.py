@@ -142,26 +142,34 @@ def validate_endpoint(endpoint: Endpoint) -> None:
         raise InvalidArgument(f"port {endpoint.port} requires the 'signal' flag and not 'subflow'")
 
 
-def refuse_duplicate(new: Endpoint, table: Iterable[Endpoint]) -> None:
-    """The kernel's EEXIST (same address and port) and EBUSY (same id), found beforehand.
+def refuse_conflicts(new: Endpoint, table: Iterable[Endpoint]) -> None:
+    """The kernel's EEXIST (same address and port), EBUSY (same id) and ERANGE, beforehand.
 
-    netpathd records an endpoint as its own before asking the kernel
-    (write-ahead, by address and port): recording an address someone else's
-    endpoint holds would make a daemon killed right after the kernel's refusal
-    remove that endpoint at its next start.  An ``implicit`` endpoint is no
-    obstacle: the kernel replaces it (``mptcp_pm_nl_append_new_local_addr``).
+    netpathd writes an add down before asking the kernel (write-ahead, by
+    address and port), so it refuses what the kernel would refuse first: a
+    record naming someone else's address would make a daemon killed right after
+    the kernel's refusal remove that endpoint at its next start.  An
+    ``implicit`` endpoint with the address is no obstacle: the kernel replaces
+    it (``mptcp_pm_nl_append_new_local_addr``).
     """
+    table = list(table)
+    replaces_implicit = False
     for endpoint in table:
-        same_key = (endpoint.address, endpoint.port) == (new.address, new.port)
-        if same_key and EndpointFlag.IMPLICIT not in endpoint.flags:
-            port = f" port {new.port}" if new.port else ""
-            raise AlreadyExists(
-                f"MPTCP endpoint address {new.address}{port} already exists (id {endpoint.id})"
-            )
-        if new.id and endpoint.id == new.id:
+        if (endpoint.address, endpoint.port) == (new.address, new.port):
+            if EndpointFlag.IMPLICIT not in endpoint.flags:
+                port = f" port {new.port}" if new.port else ""
+                raise AlreadyExists(
+                    f"MPTCP endpoint address {new.address}{port} already exists (id {endpoint.id})"
+                )
+            replaces_implicit = True
+        elif new.id and endpoint.id == new.id:
             raise AlreadyExists(
                 f"MPTCP endpoint id {new.id} is already in use by {endpoint.address}"
             )
+    if len(table) >= MAX_ENDPOINTS and not replaces_implicit:
+        raise InvalidArgument(
+            f"cannot add {new.address}: at most {MAX_ENDPOINTS} endpoints per namespace"
+        )
 
 
 def validate_limits(limits: Limits) -> None:
