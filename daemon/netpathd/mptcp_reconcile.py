@@ -151,12 +151,12 @@ class MptcpReconciler:
             self._waiting[key] = name
             removed = True
             log.info(
-                "removed MPTCP endpoint %s (id %d): ifindex %d is no longer %s; "
-                "it comes back when %s does",
+                "removed MPTCP endpoint %s (id %d): its interface %s (ifindex %d) is gone; "
+                "it is added again when a link named %s appears",
                 endpoint.address,
                 endpoint.id,
-                endpoint.ifindex,
                 name,
+                endpoint.ifindex,
                 name,
                 extra=_fields(endpoint),
             )
