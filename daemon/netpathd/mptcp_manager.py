@@ -11,13 +11,14 @@ automatic endpoints of the ``[auto]`` policy (``netpathd.mptcp_reconcile``).
 
 Every change runs in one order: validate (precise message) → apply to the
 kernel → persist (undoing the kernel change if the write fails) → tell
-observers.  An add is written down before the kernel sees it instead
-(``MptcpStore.record_add``): a daemon killed in between must still know the
-endpoint as its own at the next start.  A remove, a flag change or a flush
-killed before its persist needs no such record: the endpoint keeps its owner,
-and the next start restores what the files say.  A refusal leaves kernel and
-files as they were.  One lock serializes the changes, so two callers never
-interleave half-applied plans on the shared netlink socket.
+observers.  An add or a flag change (which adopts someone else's endpoint) is
+written down before the kernel sees it instead (``MptcpStore.record_add``): a
+daemon killed in between must still know the endpoint as its own at the next
+start.  A remove or a flush killed before its persist needs no such record:
+the endpoint keeps its owner, and the next start restores what the files say.
+A refusal leaves kernel and files as they were.  One lock serializes the
+changes, so two callers never interleave half-applied plans on the shared
+netlink socket.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from netpathd.model.mptcp import (
     parse_address,
     parse_flags,
     refuse_conflicts,
+    set_flags,
     validate_changeable,
     validate_endpoint,
     validate_endpoint_id,
@@ -345,22 +347,25 @@ class MptcpManager:
             current = await self._endpoint_by_id(endpoint_id)
             if current is None:
                 raise NotFound(f"no MPTCP endpoint with id {endpoint_id}")
-            updated = await self._pm.set_endpoint_flags(endpoint_id, wanted)
+            set_flags(current, wanted)  # the kernel's refusal (fullmesh on signal) before a write
             key = (current.address, current.port)
             known = self._store.desired().endpoint(key)
             if known is None:  # not ours yet: from now on netpathd restores it
-                config = dataclasses.replace(endpoint_config(updated), id=0)
-            else:
-                config = dataclasses.replace(known, flags=(known.flags - CHANGEABLE_FLAGS) | wanted)
+                known = dataclasses.replace(endpoint_config(current), id=0)
+            config = dataclasses.replace(known, flags=(known.flags - CHANGEABLE_FLAGS) | wanted)
+            in_runtime = self._store.runtime.endpoint(key) is not None
+            previous = self._store.persisted
+            if not in_runtime:  # committed before the kernel, like an add (MptcpStore.record_add)
+                self._store.persist(previous.with_endpoint(config))
             try:
-                if self._store.runtime.endpoint(key) is not None:
-                    self._store.runtime = self._store.runtime.with_endpoint(config)
-                else:
-                    self._store.persist(self._store.persisted.with_endpoint(config))
+                updated = await self._pm.set_endpoint_flags(endpoint_id, wanted)
             except NetpathdError:
-                with contextlib.suppress(NetpathdError):
-                    await self._pm.set_endpoint_flags(endpoint_id, current.flags & CHANGEABLE_FLAGS)
+                if not in_runtime:
+                    with contextlib.suppress(NetpathdError):
+                        self._store.persist(previous)
                 raise
+            if in_runtime:
+                self._store.runtime = self._store.runtime.with_endpoint(config)
             if updated.flags != current.flags:
                 await self._notify_endpoints()
 

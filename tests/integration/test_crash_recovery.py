@@ -168,10 +168,10 @@ async def test_reload_killed_before_recording_an_admin_endpoint_leaves_no_orphan
      ("FlushEndpoints", "", [])],
     ids=["remove", "flags", "flush"],
 )  # fmt: skip
-async def test_a_change_killed_before_its_persist_is_undone_from_the_files(
+async def test_a_change_killed_before_its_persist_is_undone(
     ns: Netns, bus: PrivateBus, tmp_path: Path, call: Call
 ) -> None:
-    """Removes, flag changes and flushes need no write-ahead: the owner stays the same."""
+    """Killed inside the state file's write, the change never happened (after a restart)."""
     daemon = start_daemon(ns, bus, tmp_path)
     try:
         async with connected(bus) as client:
@@ -186,6 +186,27 @@ async def test_a_change_killed_before_its_persist_is_undone_from_the_files(
         member, signature, body = call
         async with connected(bus) as client:  # the retry works: the endpoint is netpathd's
             await client.call(member, signature, [int(new_id), *body[1:]] if body else [])
+
+
+async def test_flags_of_someone_elses_endpoint_killed_before_the_persist_stay_theirs(
+    ns: Netns, bus: PrivateBus, tmp_path: Path
+) -> None:
+    """SetEndpointFlags adopts an endpoint: killed before that commits, nothing changed."""
+    ns.ip("mptcp", "endpoint", "add", "203.0.113.7", "id", "20", "subflow")
+    daemon = start_daemon(ns, bus, tmp_path)
+    try:
+        await _call_until_killed(
+            bus, daemon, "mptcp.conf", ("SetEndpointFlags", "uas", [20, ["backup"]])
+        )
+    finally:
+        daemon.stop()
+    assert endpoints(ns) == "203.0.113.7 id 20 subflow \n"
+    with running_daemon(ns, bus, tmp_path):
+        async with connected(bus) as client:
+            await client.call("SetEndpointFlags", "uas", [20, ["backup"]])
+    ns.ip("mptcp", "endpoint", "change", "id", "20", "nobackup")
+    with running_daemon(ns, bus, tmp_path):  # adopted now: the start restores its flags
+        assert endpoints(ns) == "203.0.113.7 id 20 subflow backup \n"
 
 
 STALE = [  # what write_atomic leaves when killed: ".NAME." + mkstemp's 8 characters + ".tmp"
