@@ -6,9 +6,11 @@ In one throw-away namespace with netpathd on a private bus, each round adds an
 endpoint and removes it again, measured three ways in the same run:
 
 * ``AddEndpoint`` + ``RemoveEndpoint`` over D-Bus (a dbus-fast client, one
-  connection): kernel change, state file written atomically with fsync,
+  connection): for the add the state file written atomically with fsync, then
+  the kernel change (write-ahead), for the remove the other way round;
   PropertiesChanged emitted;
-* ``AddEndpointRuntime`` + ``RemoveEndpoint``: the same without the persisted file;
+* ``AddEndpointRuntime`` + ``RemoveEndpoint``: the same with the applied record
+  (atomic, no fsync) instead of the persisted file;
 * ``ip -n NS mptcp endpoint add`` / ``delete`` as processes: what a script or an
   admin following the guide runs, and the reference of the ratio;
 * the same netlink requests from a process inside the namespace: the kernel floor.

@@ -122,6 +122,7 @@ class Daemon:
         from netpathd.mptcp_apps import MptcpApps  # noqa: PLC0415
 
         new_bus(self.options.bus_address)  # a malformed address must stop us before any change
+        self.dns.remove_stale_temporaries()
         try:
             self.dns.load()
         except ConfigError as error:

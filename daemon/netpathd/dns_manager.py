@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from netpathd.dns_backends.base import DnsBackend
 from netpathd.dns_backends.resolv_file import ResolverFileBackend, ResolverFileWriter
 from netpathd.errors import ConfigError, Failed, NotFound
+from netpathd.files.atomic import remove_stale_temporaries
 from netpathd.files.config import read_config_text
 from netpathd.files.resolv_conf import RcManager
 from netpathd.files.state import save_state
@@ -123,6 +125,13 @@ class DnsManager:
         self._observers.append(observer)
 
     # -- loading ---------------------------------------------------------------
+
+    def remove_stale_temporaries(self) -> None:
+        """Remove what writes interrupted by a kill left (at start, before any write)."""
+        paths = [self._state_path, self.resolver_file.private_copy, self.resolv_conf]
+        if self.rc_manager is RcManager.FILE:  # written through the symlink, where it ends
+            paths.append(Path(os.path.realpath(self.resolv_conf)))
+        remove_stale_temporaries(*dict.fromkeys(paths))
 
     def load(self) -> None:
         """At start: read both files, each all or nothing, then raise the first error.

@@ -11,9 +11,14 @@ automatic endpoints of the ``[auto]`` policy (``netpathd.mptcp_reconcile``).
 
 Every change runs in one order: validate (precise message) → apply to the
 kernel → persist (undoing the kernel change if the write fails) → tell
-observers.  A refusal therefore leaves kernel and files as they were.  One
-lock serializes the changes, so two callers never interleave half-applied
-plans on the shared netlink socket.
+observers.  An add or a flag change (which adopts someone else's endpoint) is
+written down before the kernel sees it instead (``MptcpStore.record_add``): a
+daemon killed in between must still know the endpoint as its own at the next
+start.  A remove or a flush killed before its persist needs no such record:
+the endpoint keeps its owner, and the next start restores what the files say.
+A refusal leaves kernel and files as they were.  One lock serializes the
+changes, so two callers never interleave half-applied plans on the shared
+netlink socket.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from netpathd.model.mptcp import (
     Endpoint,
     Limits,
     mixed_families_warning,
+    refuse_conflicts,
+    set_flags,
     validate_endpoint_id,
     validate_limits,
 )
@@ -194,9 +201,9 @@ class MptcpManager:
         Only the latest state is kept and one flag set, so a burst while a round
         runs costs exactly one more round, with the newest state, and no queue.
         """
-        self._reconciler.state = state
         if self._reconciler.wants_network(state):
             self._wake.set()
+        self._reconciler.state = state
 
     async def run_network(self) -> None:
         """Run a round for every wake-up until cancelled; a failed round never stops it."""
@@ -288,18 +295,20 @@ class MptcpManager:
                             f"MPTCP endpoint id {endpoint_id} is already configured "
                             f"for {_key_text(other.key)}"
                         )
-            new_id = await self._pm.add_endpoint(config.to_endpoint())
+            refuse_conflicts(config.to_endpoint(), await self._pm.list_endpoints())
+            if interface and not self._pm.interface_index(interface):
+                raise NotFound(f"no network interface {interface!r}")
+            undo = self._store.record_add(config, runtime=runtime)
             try:
-                if runtime:
-                    self._store.own(config.key)
-                    self._store.runtime = self._store.runtime.with_endpoint(config)
-                else:
-                    self._store.persist(self._store.persisted.with_endpoint(config))
-                    self._store.runtime = self._store.runtime.without_endpoint(config.key)
-            except NetpathdError:
+                new_id = await self._pm.add_endpoint(config.to_endpoint())
+            except NetpathdError:  # a refusal; an unknown outcome (timeout) is left to the start
                 with contextlib.suppress(NetpathdError):
-                    await self._pm.remove_endpoint(new_id)
+                    undo()
                 raise
+            if runtime:
+                self._store.runtime = self._store.runtime.with_endpoint(config)
+            else:
+                self._store.runtime = self._store.runtime.without_endpoint(config.key)
             log.info(
                 "added MPTCP endpoint %s (id %d)%s",
                 config.address,
@@ -352,22 +361,25 @@ class MptcpManager:
             current = await self._endpoint_by_id(endpoint_id)
             if current is None:
                 raise NotFound(f"no MPTCP endpoint with id {endpoint_id}")
-            updated = await self._pm.set_endpoint_flags(endpoint_id, wanted)
+            set_flags(current, wanted)  # the kernel's refusal (fullmesh on signal) before a write
             key = (current.address, current.port)
             known = self._store.desired().endpoint(key)
             if known is None:  # not ours yet: from now on netpathd restores it
-                config = dataclasses.replace(endpoint_config(updated), id=0)
-            else:
-                config = dataclasses.replace(known, flags=(known.flags - CHANGEABLE_FLAGS) | wanted)
+                known = dataclasses.replace(endpoint_config(current), id=0)
+            config = dataclasses.replace(known, flags=(known.flags - CHANGEABLE_FLAGS) | wanted)
+            in_runtime = self._store.runtime.endpoint(key) is not None
+            previous = self._store.persisted
+            if not in_runtime:  # committed before the kernel, like an add (MptcpStore.record_add)
+                self._store.persist(previous.with_endpoint(config))
             try:
-                if self._store.runtime.endpoint(key) is not None:
-                    self._store.runtime = self._store.runtime.with_endpoint(config)
-                else:
-                    self._store.persist(self._store.persisted.with_endpoint(config))
+                updated = await self._pm.set_endpoint_flags(endpoint_id, wanted)
             except NetpathdError:
-                with contextlib.suppress(NetpathdError):
-                    await self._pm.set_endpoint_flags(endpoint_id, current.flags & CHANGEABLE_FLAGS)
+                if not in_runtime:
+                    with contextlib.suppress(NetpathdError):
+                        self._store.persist(previous)
                 raise
+            if in_runtime:
+                self._store.runtime = self._store.runtime.with_endpoint(config)
             if updated.flags != current.flags:
                 await self._notify_endpoints()
 

@@ -15,6 +15,8 @@ order (removes, flag changes, adds, limits, ``rp_filter``).  What netpathd
 owns is written to the applied record *before* an add (a crash between the add
 and the record would otherwise leave an endpoint nobody would ever remove) and
 settled after the round: a failed add drops its key, a failed remove keeps it.
+Configured endpoints the state file does not name (the administrator's,
+runtime-only ones) are recorded before their add in the same way.
 ``rp_filter`` marks are recorded only after the write, since a mark without
 the write would stop netpathd from ever loosening that link.
 """
@@ -67,8 +69,17 @@ class MptcpReconciler:
         self._waiting: dict[EndpointKey, str] = {}
 
     def wants_network(self, state: NetState) -> bool:
-        """Whether a network change can change anything (cheap: no kernel read)."""
+        """Whether a network change can change anything (cheap: no kernel read).
+
+        Called with the new snapshot before it replaces ``self.state``: a link
+        that configured endpoints name changing its ifindex (deleted, renamed,
+        re-created) asks for a round, in which the kernel itself is asked.
+        """
         if self._store.admin.auto is not None:
+            return True
+        before = self.state
+        names = {e.interface for e in self._store.desired().endpoints if e.interface}
+        if before is not None and any(_ifindex(before, n) != _ifindex(state, n) for n in names):
             return True
         return any(state.link_by_name(name) is not None for name in self._waiting.values())
 
@@ -94,10 +105,10 @@ class MptcpReconciler:
         state = self.state
         if state is None:
             return {}
-        wrote = False
+        wrote = await self._unbind_from_lost_links()
         appeared = {key for key, name in self._waiting.items() if state.link_by_name(name)}
         if appeared:
-            wrote = await self._configured(appeared)
+            wrote = await self._configured(appeared) or wrote
         current = await self._pm.get_limits()
         limits, automatic = await self._automatic(current)
         changed: dict[str, object] = {}
@@ -108,6 +119,48 @@ class MptcpReconciler:
         return changed
 
     # -- the configured endpoints -------------------------------------------------------
+
+    async def _unbind_from_lost_links(self) -> bool:
+        """Take configured endpoints out of the kernel when their interface's name is gone.
+
+        The kernel keeps an endpoint on its ifindex when that link is deleted
+        (6.18: ``dev if3``), and refuses the address again (EEXIST) when a link of
+        that name comes back with a new ifindex.  The binding is the name, as in
+        the configuration: an endpoint whose name no longer leads to its ifindex
+        (deleted, renamed, re-created) is removed and waits for the name, and
+        ``_configured`` adds it to the link that then carries it.  The kernel's
+        name lookup decides, not the snapshot, which may trail a link just made.
+        """
+        named = {e.key: e.interface for e in self._store.desired().endpoints if e.interface}
+        if not named:
+            return False
+        removed = False
+        for endpoint in await self._pm.list_endpoints():
+            key = (endpoint.address, endpoint.port)
+            name = named.get(key)
+            if (
+                not (name and endpoint.ifindex)
+                or self._pm.interface_index(name) == endpoint.ifindex
+            ):
+                continue
+            try:
+                await self._pm.remove_endpoint(endpoint.id)
+            except NetpathdError as error:
+                log.error("cannot remove MPTCP endpoint %d: %s", endpoint.id, error.message)
+                continue
+            self._waiting[key] = name
+            removed = True
+            log.info(
+                "removed MPTCP endpoint %s (id %d): its interface %s (ifindex %d) is gone; "
+                "it is added again when a link named %s appears",
+                endpoint.address,
+                endpoint.id,
+                name,
+                endpoint.ifindex,
+                name,
+                extra=_fields(endpoint),
+            )
+        return removed
 
     async def _configured(self, only: set[EndpointKey] | None) -> bool:
         """Add, repair and remove configured endpoints (``only``: just add those keys).
@@ -137,6 +190,10 @@ class MptcpReconciler:
                 await self._pm.set_endpoint_flags(endpoint_id, flags)
             except NetpathdError as error:
                 log.error("cannot restore flags of endpoint %d: %s", endpoint_id, error.message)
+        persisted = self._store.persisted
+        # Owned before the kernel adds them, like every add (``MptcpStore.own``); the
+        # state file already names its own endpoints.
+        self._store.own(c.key for c in plan.add if persisted.endpoint(c.key) != c)
         for config in plan.add:
             try:
                 new_id = await self._pm.add_endpoint(config.to_endpoint())
@@ -168,7 +225,6 @@ class MptcpReconciler:
         if only is None:
             if warning := first_mixed_families_warning(desired):
                 log.warning("%s", warning)
-            persisted = self._store.persisted
             self._store.own_only(e.key for e in desired if persisted.endpoint(e.key) != e)
         return bool(plan)
 
@@ -328,6 +384,11 @@ class MptcpReconciler:
             log.error("cannot set MPTCP limits: %s", error.message)
             return False
         return True
+
+
+def _ifindex(state: NetState, name: str) -> int:
+    link = state.link_by_name(name)
+    return 0 if link is None else link.ifindex
 
 
 def _read_rp_filter(state: NetState, touched: Iterable[str]) -> dict[str, int]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from netpathd.errors import Failed
-from netpathd.files.atomic import write_atomic
+from netpathd.files.atomic import remove_stale_temporaries, write_atomic
 
 
 def mode_of(path: Path) -> int:
@@ -140,3 +140,30 @@ def test_a_fifo_in_the_files_place_is_replaced_without_blocking(tmp_path: Path) 
     assert time.monotonic() - started < 2
     assert stat.S_ISREG(target.stat().st_mode)
     assert target.read_bytes() == b"[automatic]\n"
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing of write_atomic's clean-up runs."""
+
+
+def test_what_a_killed_write_leaves_is_removed_and_nothing_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "dns.conf"
+
+    def killed(*_: object) -> None:
+        raise Killed
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "replace", killed)
+        for _ in range(3):
+            with pytest.raises(Killed):
+                write_atomic(target, b"new\n")
+    left = sorted(os.listdir(tmp_path))
+    assert len(left) == 3
+    assert all(name.startswith(".dns.conf.") and name.endswith(".tmp") for name in left)
+    others = [".dns.conf.tmp", ".dns.conf.ABCDEFGH.tmp", ".mptcp.conf.abcdefgh.tmp", "dns.conf"]
+    for name in others:
+        (tmp_path / name).write_bytes(b"keep\n")
+    remove_stale_temporaries(target, tmp_path / "missing" / "resolv.conf")
+    assert sorted(os.listdir(tmp_path)) == sorted(others)

@@ -37,6 +37,9 @@ class FakePm:
     async def get_limits(self) -> Limits:
         return self.limits
 
+    def interface_index(self, name: str) -> int:
+        return self.links.get(name, 0)
+
     async def set_limits(self, limits: Limits) -> None:
         self.limits = limits
 
@@ -209,3 +212,31 @@ def test_the_record_and_the_admin_file_keep_their_own_sections() -> None:
         parse_config("[auto]\n", "applied", record=True)
     assert parse_config("[auto]\n", "admin").auto is not None
     assert parse_config("[mptcp]\n", "admin").auto is None
+
+
+async def test_an_endpoint_follows_its_interface_by_name(
+    tmp_path: Path, rp: dict[str, int]
+) -> None:
+    _store, pm, reconciler = setup(
+        tmp_path, '[endpoint "203.0.113.9"]\nflags = subflow\ninterface = eth1\n'
+    )
+    pm.table.append(Endpoint(5, ip("203.0.113.8"), interface="eth1", ifindex=2))  # not ours
+    reconciler.state = state()
+    await reconciler.full()
+    assert [(e.id, e.ifindex) for e in pm.table] == [(5, 2), (6, 2)]
+    assert not reconciler.wants_network(state())
+
+    del pm.links["eth1"]  # the kernel keeps the endpoint on the dead ifindex
+    gone = state(links=("lo",))
+    assert reconciler.wants_network(gone)
+    reconciler.state = gone
+    changed = await reconciler.network()
+    assert [e.id for e in changed["Endpoints"]] == [5]  # type: ignore[attr-defined]
+
+    pm.links["eth1"] = 7  # back, with another ifindex
+    back = state(links=("lo", "eth1"))
+    assert reconciler.wants_network(back)
+    reconciler.state = back
+    await reconciler.network()
+    assert [(e.id, e.ifindex) for e in pm.table] == [(5, 2), (6, 7)]
+    assert not reconciler.wants_network(back)

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from netpathd.errors import InvalidArgument
+from netpathd.errors import AlreadyExists, InvalidArgument
 from netpathd.model.mptcp import (
     Endpoint,
     EndpointFlag,
@@ -17,6 +17,7 @@ from netpathd.model.mptcp import (
     mixed_families_warning,
     parse_address,
     parse_flags,
+    refuse_conflicts,
     set_flags,
     validate_endpoint,
     validate_endpoint_id,
@@ -135,3 +136,25 @@ def test_mixed_families_warning() -> None:
     warning = mixed_families_warning(endpoint("2001:db8::1", SUBFLOW), existing)
     assert warning is not None
     assert "2001:db8::1 is IPv6 but 192.0.2.1, 198.51.100.1 are IPv4" in warning
+
+
+def test_duplicates_are_refused_before_the_kernel_is_asked() -> None:
+    table = [
+        endpoint("192.0.2.1", SUBFLOW, id=1),
+        endpoint("192.0.2.2", SIGNAL, id=2, port=8080),
+        endpoint("192.0.2.3", EndpointFlag.IMPLICIT, id=3),
+    ]
+    with pytest.raises(AlreadyExists, match=r"address 192\.0\.2\.1 already exists \(id 1\)"):
+        refuse_conflicts(endpoint("192.0.2.1", SIGNAL), table)
+    with pytest.raises(AlreadyExists, match=r"192\.0\.2\.2 port 8080 already exists"):
+        refuse_conflicts(endpoint("192.0.2.2", SIGNAL, port=8080), table)
+    with pytest.raises(AlreadyExists, match=r"id 2 is already in use by 192\.0\.2\.2"):
+        refuse_conflicts(endpoint("192.0.2.9", SUBFLOW, id=2), table)
+    refuse_conflicts(endpoint("192.0.2.2", SIGNAL), table)  # another port: another key
+    refuse_conflicts(endpoint("192.0.2.3", SUBFLOW), table)  # the kernel replaces implicit ones
+    full = [endpoint(f"192.0.2.{n}", SUBFLOW, id=n) for n in range(1, 8)]
+    refuse_conflicts(endpoint("198.51.100.1", SUBFLOW), full)
+    full.append(endpoint("198.51.100.8", EndpointFlag.IMPLICIT, id=8))
+    with pytest.raises(InvalidArgument, match="at most 8 endpoints per namespace"):
+        refuse_conflicts(endpoint("198.51.100.1", SUBFLOW), full)
+    refuse_conflicts(endpoint("198.51.100.8", SUBFLOW), full)  # takes the implicit one's place

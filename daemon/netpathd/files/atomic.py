@@ -11,14 +11,25 @@ at all: a rewrite would wake every inotify watcher and change the mtime for noth
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
 
 from netpathd.errors import Failed
 
+log = logging.getLogger(__name__)
+
 DEFAULT_MODE = 0o644
+_TEMP_SUFFIX = ".tmp"
+# mkstemp's random part: 8 characters of tempfile._RandomNameSequence (CPython 3.11-3.13).
+_TEMP_RANDOM = "[a-z0-9_]{8}"
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}."
 
 
 def _reason(error: OSError) -> str:
@@ -74,7 +85,7 @@ def write_atomic(
     temp: str | None = None
     try:
         # mkstemp: O_CREAT|O_EXCL with a random name, so two writers never share a temp file.
-        fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+        fd, temp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=_TEMP_SUFFIX, dir=directory)
         with os.fdopen(fd, "wb") as file:
             os.fchmod(file.fileno(), final_mode)  # exact mode, not filtered by the umask
             file.write(data)
@@ -95,3 +106,33 @@ def write_atomic(
                 os.unlink(temp)
         raise Failed(f"cannot write {target}: {_reason(error)}") from error
     return True
+
+
+def remove_stale_temporaries(*paths: Path) -> None:
+    """Remove the temporary files a killed ``write_atomic`` of these paths left behind.
+
+    Only regular files named exactly as ``write_atomic`` names them for that
+    path (``.NAME.`` + mkstemp's 8 characters + ``.tmp``) are removed: the
+    directory may be ``/etc`` or ``/run``, where everything else is someone
+    else's.  Call it before the first write, when no write of ours is under way.
+    """
+    for path in paths:
+        pattern = re.compile(re.escape(_temp_prefix(path)) + _TEMP_RANDOM + re.escape(_TEMP_SUFFIX))
+        try:
+            entries = list(os.scandir(path.parent))
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            log.warning("cannot look for temporary files in %s: %s", path.parent, _reason(error))
+            continue
+        for entry in entries:
+            if not pattern.fullmatch(entry.name) or not entry.is_file(follow_symlinks=False):
+                continue
+            try:
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
+            except OSError as error:
+                log.warning("cannot remove %s: %s", entry.path, _reason(error))
+                continue
+            log.info("removed %s, left by an interrupted write of %s", entry.path, path)

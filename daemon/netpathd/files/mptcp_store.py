@@ -11,7 +11,8 @@
   record a restart could neither remove a runtime-only endpoint nor restore a
   limit, and could not tell its own endpoints from NetworkManager's.  The
   automatic endpoints it added and the links where it loosened ``rp_filter``
-  are kept there too, for the same reasons.
+  are kept there too, for the same reasons.  Endpoints are recorded here
+  *before* the kernel adds them (write-ahead, see ``own``).
 
 All three files share one format (``netpathd.model.mptcp_config``).  Every
 write goes through ``write_atomic`` first and is adopted in memory only once it
@@ -26,7 +27,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from netpathd.errors import ConfigError
-from netpathd.files.atomic import write_atomic
+from netpathd.files.atomic import remove_stale_temporaries, write_atomic
 from netpathd.files.config import read_config_text
 from netpathd.files.state import save_state
 from netpathd.model.mptcp_config import (
@@ -72,6 +73,7 @@ class MptcpStore:
 
     def load(self) -> None:
         """Read every file; a bad one is logged and left empty (used at start)."""
+        remove_stale_temporaries(self.state_path, self.applied_path)
         for path, attribute in (
             (self.admin_path, "admin"),
             (self.state_path, "persisted"),
@@ -122,10 +124,40 @@ class MptcpStore:
         )
         self.applied = applied
 
-    def own(self, key: EndpointKey) -> None:
-        """Record that netpathd put this endpoint into the kernel outside the persisted layer."""
-        if self.applied.endpoint(key) is None:
-            self.record_applied(self.applied.with_endpoint(EndpointConfig(*key)))
+    def record_add(self, config: EndpointConfig, *, runtime: bool) -> Callable[[], None]:
+        """Write an add down before the kernel sees it; returns how to take that back.
+
+        A daemon killed between the kernel and the files must find the endpoint
+        recorded as its own at the next start.  A persisted endpoint goes into the
+        state file first, which is where it commits anyway, so success costs no
+        extra write; a runtime-only one into the applied record (``own``), whose
+        endpoints a start removes.
+        """
+        if runtime:
+            if self.applied.endpoint(config.key) is not None:
+                return lambda: None
+            self.own([config.key])
+            return lambda: self.disown(config.key)
+        previous = self.persisted
+        self.persist(previous.with_endpoint(config))
+        return lambda: self.persist(previous)
+
+    def own(self, keys: Iterable[EndpointKey]) -> None:
+        """Record, before asking the kernel, that netpathd is adding these endpoints.
+
+        Written ahead: a daemon killed right after the kernel's add still finds
+        them here at start, so it removes what it no longer wants instead of
+        taking it for someone else's.
+        """
+        applied = self.applied
+        for key in keys:
+            if applied.endpoint(key) is None:
+                applied = applied.with_endpoint(EndpointConfig(*key))
+        self.record_applied(applied)
+
+    def disown(self, key: EndpointKey) -> None:
+        """Take back ``own`` of an endpoint the kernel refused."""
+        self.record_applied(self.applied.without_endpoint(key))
 
     def own_only(self, keys: Iterable[EndpointKey]) -> None:
         """After a full apply: exactly these endpoints need the record (persisted ones do

@@ -183,6 +183,13 @@ class MptcpPm:
             raise _failed("reading MPTCP endpoints", error) from None
         return [_endpoint_from_nla(reply.get_attr("MPTCP_PM_ATTR_ADDR")) for reply in replies]
 
+    def interface_index(self, name: str) -> int:
+        """The ifindex the kernel has for ``name`` now; 0 when no link has that name."""
+        try:
+            return if_nametoindex(name)
+        except NotFound:
+            return 0
+
     async def add_endpoint(self, endpoint: Endpoint) -> int:
         """Add ``endpoint``; returns its id, the kernel's choice when ``endpoint.id`` is 0.
 

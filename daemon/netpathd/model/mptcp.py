@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from netpathd.errors import InvalidArgument
+from netpathd.errors import AlreadyExists, InvalidArgument
 from netpathd.model.addresses import unusable_address_problem
 from netpathd.model.hints import did_you_mean
 from netpathd.model.ifname import interface_name_problem
@@ -168,6 +168,36 @@ def validate_port(port: int) -> None:
 def validate_limit(name: str, value: int) -> None:
     if not 0 <= value <= MAX_LIMIT:
         raise InvalidArgument(f"limit {name} {value} outside 0..{MAX_LIMIT}")
+
+
+def refuse_conflicts(new: Endpoint, table: Iterable[Endpoint]) -> None:
+    """The kernel's EEXIST (same address and port), EBUSY (same id) and ERANGE, beforehand.
+
+    netpathd writes an add down before asking the kernel (write-ahead, by
+    address and port), so it refuses what the kernel would refuse first: a
+    record naming someone else's address would make a daemon killed right after
+    the kernel's refusal remove that endpoint at its next start.  An
+    ``implicit`` endpoint with the address is no obstacle: the kernel replaces
+    it (``mptcp_pm_nl_append_new_local_addr``).
+    """
+    table = list(table)
+    replaces_implicit = False
+    for endpoint in table:
+        if (endpoint.address, endpoint.port) == (new.address, new.port):
+            if EndpointFlag.IMPLICIT not in endpoint.flags:
+                port = f" port {new.port}" if new.port else ""
+                raise AlreadyExists(
+                    f"MPTCP endpoint address {new.address}{port} already exists (id {endpoint.id})"
+                )
+            replaces_implicit = True
+        elif new.id and endpoint.id == new.id:
+            raise AlreadyExists(
+                f"MPTCP endpoint id {new.id} is already in use by {endpoint.address}"
+            )
+    if len(table) >= MAX_ENDPOINTS and not replaces_implicit:
+        raise InvalidArgument(
+            f"cannot add {new.address}: at most {MAX_ENDPOINTS} endpoints per namespace"
+        )
 
 
 def validate_limits(limits: Limits) -> None:
