@@ -122,12 +122,12 @@ def test_duplicate_endpoint_says_so_without_the_errno(
     ok(bus, "mptcp", "endpoint", "add", "192.0.2.1", "id", "1", "subflow")
     address = netpathctl(bus.address, "mptcp", "endpoint", "add", "192.0.2.1", "signal")
     assert (address.returncode, address.stderr) == (
-        5, "netpathctl: MPTCP endpoint address 192.0.2.1 already exists\n",
+        5, "netpathctl: MPTCP endpoint address 192.0.2.1 already exists (id 1)\n",
     )  # fmt: skip
-    ns.ip("mptcp", "endpoint", "add", "192.0.2.4", "id", "4")  # someone else's: the kernel says
+    ns.ip("mptcp", "endpoint", "add", "192.0.2.4", "id", "4")  # someone else's
     same_id = netpathctl(bus.address, "mptcp", "endpoint", "add", "192.0.2.3", "id", "4")
     assert (same_id.returncode, same_id.stderr) == (
-        5, "netpathctl: MPTCP endpoint id 4 is already in use\n",
+        5, "netpathctl: MPTCP endpoint id 4 is already in use by 192.0.2.4\n",
     )  # fmt: skip
 
 
