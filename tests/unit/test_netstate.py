@@ -102,6 +102,24 @@ def test_best_route_prefers_the_lowest_metric() -> None:
     assert state.best_default_route(Family.IPV4) == route4(2, 100)
 
 
+def test_a_linkdown_route_is_never_the_best() -> None:
+    dead = DefaultRoute(Family.IPV6, 3, 10, V6("2001:db8::1"), linkdown=True)
+    state = apply(BASE, RouteSeen(dead))
+    assert state.best_default_route(Family.IPV6) == BASE.best_default_route(Family.IPV6)
+    assert not state.has_default_route(3, Family.IPV6)
+
+
+def test_carrier_loss_flags_the_links_routes_linkdown_and_its_return_clears_them() -> None:
+    # The kernel flips RTNH_F_LINKDOWN on both families without a route notification.
+    state = apply(BASE, LinkSeen(Link(2, "eth0", True, carrier=False)))
+    assert all(route.linkdown for route in state.default_routes if route.ifindex == 2)
+    assert state.best_default_route(Family.IPV4) == route4(3, 200, "198.51.100.1")
+    assert state.best_default_route(Family.IPV6) is None
+    state = apply(state, LinkSeen(Link(2, "eth0", True, carrier=True)))
+    assert state.default_routes == BASE.default_routes
+    assert state.best_default_route(Family.IPV4) == route4(2, 100)
+
+
 @dataclass
 class Kernel:
     """A tiny model of the kernel's tables, emitting the notifications the real one sends.

@@ -26,6 +26,8 @@ RT_TABLE_MAIN = 254
 RTN_UNICAST = 1
 RTM_F_CLONED = 0x200
 IFF_UP = 0x1
+IFF_LOWER_UP = 0x10000  # carrier (netif_carrier_ok()), as `ip link` shows LOWER_UP
+RTNH_F_LINKDOWN = 0x10  # next hop's link has no carrier; single-path routes carry it in rtm_flags
 IFA_F_TENTATIVE = 0x40
 
 ROUTE_TYPES = frozenset((RTM_NEWROUTE, RTM_DELROUTE))
@@ -43,7 +45,10 @@ def _link_events(msg_type: int, raw: bytes) -> list[netstate.NetEvent]:
         return []  # AF_BRIDGE port notifications: a DELLINK there is not a deletion
     if msg_type == RTM_DELLINK:
         return [netstate.LinkGone(msg["index"])]
-    link = Link(msg["index"], msg.get_attr("IFLA_IFNAME"), bool(msg["flags"] & IFF_UP))
+    flags = msg["flags"]
+    link = Link(
+        msg["index"], msg.get_attr("IFLA_IFNAME"), bool(flags & IFF_UP), bool(flags & IFF_LOWER_UP)
+    )
     return [netstate.LinkSeen(link)]
 
 
@@ -83,10 +88,14 @@ def _route_events(msg_type: int, nl_flags: int, raw: bytes) -> list[netstate.Net
         return _ip(found) if found else None
 
     if msg.get_attr("RTA_MULTIPATH"):
-        hops = [(hop["oif"], gateway(hop)) for hop in msg.get_attr("RTA_MULTIPATH")]
+        hops = [(hop["oif"], gateway(hop), hop["flags"]) for hop in msg.get_attr("RTA_MULTIPATH")]
     else:
-        hops = [(msg.get_attr("RTA_OIF"), gateway(msg))]
-    routes = [DefaultRoute(family, oif, metric, gw) for oif, gw in hops if oif]
+        hops = [(msg.get_attr("RTA_OIF"), gateway(msg), msg["flags"])]
+    routes = [
+        DefaultRoute(family, oif, metric, gw, linkdown=bool(flags & RTNH_F_LINKDOWN))
+        for oif, gw, flags in hops
+        if oif
+    ]
     if msg_type == RTM_DELROUTE:
         return [netstate.RouteGone(route) for route in routes]
     replace = bool(nl_flags & NLM_F_REPLACE)
