@@ -398,8 +398,8 @@ def _read_rp_filter(state: NetState, touched: Iterable[str]) -> dict[str, int]:
     per link per round; a link that is gone or unreadable is left out, which
     the planner takes as "not known" and decides next time.
     """
-    with_ipv4 = {a.ifindex for a in state.addresses if a.address.version == 4}
-    names = {state.links[i].name for i in with_ipv4 if i in state.links} | set(touched)
+    with_ipv4 = {link.name for link in state.links.values() if state.has_ipv4_address(link.ifindex)}
+    names = with_ipv4 | set(touched)
     values: dict[str, int] = {}
     for name in names:
         try:

@@ -209,6 +209,21 @@ def test_the_default_route_condition_is_per_family_on_the_same_link() -> None:
     ]
 
 
+def test_a_linkdown_default_route_is_no_default_route() -> None:
+    # NM drops the configuration of a device that loses carrier, its default route with it.
+    state = NetState(
+        links={2: ETH0, 3: ETH1},
+        addresses=frozenset([addr(2, "198.51.100.10"), addr(3, "203.0.113.10")]),
+        default_routes=frozenset(
+            [DefaultRoute(V4, 2, 100, linkdown=True), DefaultRoute(V4, 3, 200)]
+        ),
+    )
+    kernel = [ep("198.51.100.10", SUBFLOW, id=4)]
+    result = plan(NM_DEFAULT, state, True, kernel, owned("198.51.100.10"))
+    assert added(result) == ["203.0.113.10"]
+    assert result.remove == (kernel[0],)
+
+
 def test_nothing_while_the_sysctl_is_off_unless_also_without_sysctl() -> None:
     state = net(addresses=[addr(2, "198.51.100.10")])
     kernel = [ep("198.51.100.10", SUBFLOW, id=3)]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import dataclass, field
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from netpathd.model.links import Address, DefaultRoute, Family, Link, NetState
@@ -102,6 +103,24 @@ def test_best_route_prefers_the_lowest_metric() -> None:
     assert state.best_default_route(Family.IPV4) == route4(2, 100)
 
 
+def test_a_linkdown_route_is_never_the_best() -> None:
+    dead = DefaultRoute(Family.IPV6, 3, 10, V6("2001:db8::1"), linkdown=True)
+    state = apply(BASE, RouteSeen(dead))
+    assert state.best_default_route(Family.IPV6) == BASE.best_default_route(Family.IPV6)
+    assert not state.has_default_route(3, Family.IPV6)
+
+
+def test_carrier_loss_flags_the_links_routes_linkdown_and_its_return_clears_them() -> None:
+    # The kernel flips RTNH_F_LINKDOWN on both families without a route notification.
+    state = apply(BASE, LinkSeen(Link(2, "eth0", True, carrier=False)))
+    assert all(route.linkdown for route in state.default_routes if route.ifindex == 2)
+    assert state.best_default_route(Family.IPV4) == route4(3, 200, "198.51.100.1")
+    assert state.best_default_route(Family.IPV6) is None
+    state = apply(state, LinkSeen(Link(2, "eth0", True, carrier=True)))
+    assert state.default_routes == BASE.default_routes
+    assert state.best_default_route(Family.IPV4) == route4(2, 100)
+
+
 @dataclass
 class Kernel:
     """A tiny model of the kernel's tables, emitting the notifications the real one sends.
@@ -126,14 +145,19 @@ class Kernel:
     def flush_ipv4(self, ifindex: int) -> None:
         self.routes = {r for r in self.routes if r.ifindex != ifindex or r.family is Family.IPV6}
 
-    def set_link(self, ifindex: int, name: str, up: bool) -> None:
+    def set_link(self, ifindex: int, name: str, up: bool, carrier: bool = True) -> None:
         old = self.links.get(ifindex)
         if old is not None and old.up and not up:
             self.flush_ipv4(ifindex)
             for route in [r for r in self.routes if r.ifindex == ifindex]:
                 self.routes.discard(route)  # IPv6 announces these deletions
                 self.events.append(RouteGone(route))
-        self.links[ifindex] = Link(ifindex, name, up)
+        # RTNH_F_LINKDOWN follows the carrier silently, on both families.
+        self.routes = {
+            dataclasses.replace(r, linkdown=not carrier) if r.ifindex == ifindex else r
+            for r in self.routes
+        }
+        self.links[ifindex] = Link(ifindex, name, up, carrier)
         self.events.append(LinkSeen(self.links[ifindex]))
 
     def del_link(self, ifindex: int) -> None:
@@ -170,17 +194,28 @@ class Kernel:
             a.ifindex == route.ifindex and a.family is Family.IPV4 for a in self.addresses
         ):
             return  # the kernel refuses a gateway it cannot reach
+        route = dataclasses.replace(route, linkdown=not link.carrier)
         if replace:
             self.routes = {
                 r for r in self.routes if (r.family, r.metric) != (route.family, route.metric)
             }
+        elif self.find_route(route) is not None:
+            return  # EEXIST
         self.routes.add(route)
         self.events.append(RouteSeen(route, replace))
 
+    def find_route(self, route: DefaultRoute) -> DefaultRoute | None:
+        """The kernel's route of that identity, whatever its flags."""
+        key = (route.family, route.ifindex, route.metric, route.gateway)
+        return next(
+            (r for r in self.routes if (r.family, r.ifindex, r.metric, r.gateway) == key), None
+        )
+
     def del_route(self, route: DefaultRoute) -> None:
-        if route in self.routes:
-            self.routes.discard(route)
-            self.events.append(RouteGone(route))
+        found = self.find_route(route)
+        if found is not None:
+            self.routes.discard(found)
+            self.events.append(RouteGone(found))  # RTM_DELROUTE carries the current flags
 
 
 IFINDEXES = st.integers(1, 3)
@@ -199,7 +234,9 @@ ROUTES = st.builds(
     metric=st.sampled_from([0, 100, 200]),
 )
 OPERATIONS = st.one_of(
-    st.tuples(st.just("link"), IFINDEXES, st.sampled_from(["a", "b"]), st.booleans()),
+    st.tuples(
+        st.just("link"), IFINDEXES, st.sampled_from(["a", "b"]), st.booleans(), st.booleans()
+    ),
     st.tuples(st.just("del_link"), IFINDEXES),
     st.tuples(st.just("addr"), ADDRESSES),
     st.tuples(st.just("del_addr"), ADDRESSES),
@@ -210,8 +247,8 @@ OPERATIONS = st.one_of(
 
 def run(kernel: Kernel, operation: tuple[object, ...]) -> None:
     match operation:
-        case ("link", int(ifindex), str(name), bool(up)):
-            kernel.set_link(ifindex, name, up)
+        case ("link", int(ifindex), str(name), bool(up), bool(carrier)):
+            kernel.set_link(ifindex, name, up, carrier)
         case ("del_link", int(ifindex)):
             kernel.del_link(ifindex)
         case ("addr", Address() as address):
@@ -224,8 +261,16 @@ def run(kernel: Kernel, operation: tuple[object, ...]) -> None:
             kernel.del_route(route)
 
 
+CARRIER_LOST = [
+    ("link", 1, "a", True, True),
+    ("route", DefaultRoute(Family.IPV6, 1, 0), False),
+    ("link", 1, "a", True, False),
+]
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(OPERATIONS, max_size=40), st.integers(0, 40))
+@example(CARRIER_LOST, 0)  # random lists rarely lose a carrier under a route
 def test_events_then_redump_agree(operations: list[tuple[object, ...]], cut: int) -> None:
     """Folding the notifications equals rebuilding from a dump, wherever the dump starts."""
     kernel = Kernel()

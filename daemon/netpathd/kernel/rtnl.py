@@ -29,7 +29,9 @@ Cost control, from the kernel outwards:
    EINVAL), and skip the main table's other routes by reading two header
    bytes, without decoding.  Tables above 255 put RT_TABLE_COMPAT (252) in
    `rtm_table`, so `rtm_table == 254` is exactly "main".
-3. Only then does pyroute2 decode a message.
+3. Only then is a message decoded (`rtnl_decode`), and
+4. never for longer than a `TIME_SLICE` per callback, dumps included
+   (`rtnl_dump`): a flood of 100,000 routes leaves D-Bus calls answered.
 
 Ordering: the event socket joins its groups before the dump is requested.
 Notifications arriving during the dump are kept and folded in after it; each
@@ -44,21 +46,26 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import errno
 import logging
 import socket
 import struct
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable
 
 from netpathd.errors import Failed
-from netpathd.kernel.rtnl_decode import (
-    ROUTE_TYPES,
-    RT_TABLE_MAIN,
-    RTM_DELROUTE,
-    RTM_NEWROUTE,
-    decode,
+from netpathd.kernel.rtnl_decode import ROUTE_TYPES, RT_TABLE_MAIN, RTM_DELROUTE, RTM_NEWROUTE
+from netpathd.kernel.rtnl_dump import (
+    FREEZE_AFTER,
+    NLMSGHDR,
+    RECV_BUFFER,
+    RTM_DST_LEN,
+    RTM_TABLE,
+    TIME_SLICE,
+    Dump,
+    fold,
+    freeze_state,
+    messages,
 )
-from netpathd.model import netstate
 from netpathd.model.links import NetState
 
 log = logging.getLogger(__name__)
@@ -69,9 +76,6 @@ NETLINK_GET_STRICT_CHK = 12
 SO_ATTACH_FILTER = 26
 SO_RCVBUFFORCE = 33
 
-NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
-RTM_GETLINK, RTM_GETADDR, RTM_GETROUTE = 18, 22, 26
 RTMGRP_LINK, RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE = 0x1, 0x10, 0x40
 RTMGRP_IPV6_IFADDR, RTMGRP_IPV6_ROUTE = 0x100, 0x400
 
@@ -79,14 +83,8 @@ GROUPS = (
     RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE
 )
 DEFAULT_RCVBUF = 4 << 20  # a link flap storm fits; BGP churn never reaches the queue
-RECV_BUFFER = 256 << 10  # > the 32 KiB dump skbs and any single notification
 MAX_READS_PER_WAKEUP = 1024  # bounds one reader callback so other tasks still run
 SYNC_ATTEMPTS = 5
-
-_NLMSGHDR = struct.Struct("=IHHII")
-_HDR_LEN = _NLMSGHDR.size
-_RTM_DST_LEN = _HDR_LEN + 1  # offsets of rtmsg fields within a message
-_RTM_TABLE = _HDR_LEN + 4
 
 
 def _bpf(code: int, jt: int, jf: int, k: int) -> bytes:
@@ -109,9 +107,9 @@ def route_filter() -> bytes:
             _bpf(ld_h, 0, 0, 4),  # 0: A = nlmsg_type
             _bpf(jeq, 1, 0, host_u16(RTM_NEWROUTE)),  # 1: -> 3
             _bpf(jeq, 0, 5, host_u16(RTM_DELROUTE)),  # 2: -> 3, else accept
-            _bpf(ld_b, 0, 0, _RTM_DST_LEN),  # 3: A = rtm_dst_len
+            _bpf(ld_b, 0, 0, RTM_DST_LEN),  # 3: A = rtm_dst_len
             _bpf(jeq, 0, 2, 0),  # 4: dst_len != 0 -> drop
-            _bpf(ld_b, 0, 0, _RTM_TABLE),  # 5: A = rtm_table
+            _bpf(ld_b, 0, 0, RTM_TABLE),  # 5: A = rtm_table
             _bpf(jeq, 1, 0, RT_TABLE_MAIN),  # 6: main -> accept
             _bpf(ret, 0, 0, 0),  # 7: drop
             _bpf(ret, 0, 0, 0xFFFFFFFF),  # 8: accept the whole message
@@ -149,93 +147,6 @@ def open_socket(netns: str | None, *, events: bool, rcvbuf: int = 0) -> socket.s
     return sock
 
 
-def dump_requests(seq: int) -> list[bytes]:
-    """Links, addresses of all families, then the main table of each family."""
-
-    def request(msg_type: int, body: bytes, seq: int) -> bytes:
-        flags = NLM_F_REQUEST | NLM_F_DUMP
-        return _NLMSGHDR.pack(_HDR_LEN + len(body), msg_type, flags, seq, 0) + body
-
-    main_table = (0, 0, 0, RT_TABLE_MAIN, 0, 0, 0, 0)  # dst_len .. flags of rtmsg
-    return [
-        request(RTM_GETLINK, bytes(16), seq),
-        request(RTM_GETADDR, bytes(8), seq + 1),
-        request(RTM_GETROUTE, struct.pack("=BBBBBBBBI", socket.AF_INET, *main_table), seq + 2),
-        request(RTM_GETROUTE, struct.pack("=BBBBBBBBI", socket.AF_INET6, *main_table), seq + 3),
-    ]
-
-
-def messages(data: memoryview) -> Iterator[tuple[int, int, int, int, int]]:
-    """(type, flags, seq, offset, length) of each message in one datagram."""
-    offset, end = 0, len(data)
-    while offset + _HDR_LEN <= end:
-        length, msg_type, flags, seq, _ = _NLMSGHDR.unpack_from(data, offset)
-        if length < _HDR_LEN or offset + length > end:
-            log.error("malformed rtnetlink message (length %d), datagram skipped", length)
-            return
-        yield msg_type, flags, seq, offset, length
-        offset += (length + 3) & ~3
-
-
-def _fold(state: NetState, msg_type: int, flags: int, raw: bytes) -> NetState:
-    try:
-        events = decode(msg_type, flags, raw)
-    except Exception:  # a bad message is logged and skipped, never stops the watcher
-        log.exception("undecodable rtnetlink message of type %d skipped", msg_type)
-        return state
-    return netstate.apply_all(state, events)
-
-
-class _Dump:
-    """One run of link, address and route dumps on its own unfiltered socket."""
-
-    def __init__(self, sock: socket.socket, done: asyncio.Future[NetState]) -> None:
-        self.sock = sock
-        self.done = done
-        self.state = NetState()
-        self._requests = dump_requests(1)
-        self._seq = 0
-        self._buffer = bytearray(RECV_BUFFER)
-
-    def send_next(self) -> None:
-        request = self._requests.pop(0)
-        self._seq = _NLMSGHDR.unpack_from(request)[3]
-        self.sock.send(request)  # a small datagram to the kernel: never blocks
-
-    def on_readable(self) -> None:
-        for _ in range(MAX_READS_PER_WAKEUP):
-            if self.done.done():
-                return
-            try:
-                size = self.sock.recv_into(self._buffer)
-            except BlockingIOError:
-                return
-            except OSError as error:
-                self.done.set_exception(error)
-                return
-            self._process(memoryview(self._buffer)[:size])
-
-    def _process(self, data: memoryview) -> None:
-        for msg_type, flags, seq, offset, length in messages(data):
-            if msg_type in ROUTE_TYPES:
-                if data[offset + _RTM_DST_LEN] or data[offset + _RTM_TABLE] != RT_TABLE_MAIN:
-                    continue  # the cheap path every BGP route of the main table takes
-            elif msg_type in (NLMSG_DONE, NLMSG_ERROR):
-                if seq == self._seq:
-                    self._finish_one(struct.unpack_from("=i", data, offset + _HDR_LEN)[0])
-                continue
-            self.state = _fold(self.state, msg_type, flags, bytes(data[offset : offset + length]))
-
-    def _finish_one(self, status: int) -> None:
-        # A table filter naming a table never created answers ENOENT: no routes.
-        if status < 0 and status != -errno.ENOENT:
-            self.done.set_exception(OSError(-status, "rtnetlink dump failed"))
-        elif self._requests:
-            self.send_next()
-        else:
-            self.done.set_result(self.state)
-
-
 class RtnlWatcher:
     """Keeps a `NetState` in step with the kernel and reports coalesced snapshots.
 
@@ -269,6 +180,7 @@ class RtnlWatcher:
         """How often the state was rebuilt from fresh sockets after `start()`."""
         self.route_notifications = 0
         """Route notifications that got past the socket filter into this process."""
+        self._unfrozen = 0  # messages folded since the last gc.freeze()
 
     @property
     def state(self) -> NetState:
@@ -321,26 +233,45 @@ class RtnlWatcher:
             except OSError as error:
                 self._close_events()
                 raise Failed(f"rtnetlink dump failed: {error.strerror}") from error
+            if not self._overrun:
+                state = await self._replay_pending(state)
             if self._overrun:
                 log.warning("rtnetlink overrun during dump (attempt %d), dumping again", attempt)
                 continue
-            for raw in self._pending:
-                _, msg_type, flags, _, _ = _NLMSGHDR.unpack_from(raw)
-                state = _fold(state, msg_type, flags, raw)
             self._state, self._pending = state, None
+            self._keep_out_of_gc(FREEZE_AFTER)
             return
         self._pending = None
         raise Failed(f"rtnetlink notifications overran {SYNC_ATTEMPTS} dumps in a row")
 
+    async def _replay_pending(self, state: NetState) -> NetState:
+        """Fold the notifications queued during the dump, yielding between time slices.
+
+        More may queue while this runs; the loop takes them too, until none is left.
+        """
+        pending = self._pending if self._pending is not None else []
+        deadline = time.monotonic() + TIME_SLICE
+        done = 0
+        while done < len(pending) and not self._overrun:
+            raw = pending[done]
+            done += 1
+            _, msg_type, flags, _, _ = NLMSGHDR.unpack_from(raw)
+            state = fold(state, msg_type, flags, raw)
+            if time.monotonic() > deadline:
+                await asyncio.sleep(0)
+                deadline = time.monotonic() + TIME_SLICE
+        return state
+
     async def _dump(self) -> NetState:
         loop = asyncio.get_running_loop()
         sock = open_socket(self._netns, events=False)
-        dump = _Dump(sock, loop.create_future())
+        dump = Dump(sock, loop.create_future())
         loop.add_reader(sock.fileno(), dump.on_readable)
         try:
             dump.send_next()
             return await dump.done
         finally:
+            dump.cancel()
             loop.remove_reader(sock.fileno())
             sock.close()
 
@@ -352,7 +283,10 @@ class RtnlWatcher:
 
     def _on_events(self, sock: socket.socket) -> None:
         buffer = self._buffer
+        deadline = time.monotonic() + TIME_SLICE
         for _ in range(MAX_READS_PER_WAKEUP):
+            if time.monotonic() > deadline:
+                break  # the socket stays readable: the loop calls again after other work
             try:
                 size = sock.recv_into(buffer, 0, socket.MSG_TRUNC)
             except BlockingIOError:
@@ -371,9 +305,17 @@ class RtnlWatcher:
                 if self._pending is not None:
                     self._pending.append(raw)
                 else:
-                    self._state = _fold(self._state, msg_type, flags, raw)
+                    self._state = fold(self._state, msg_type, flags, raw)
+                    self._unfrozen += 1
         if self._pending is None:
+            self._keep_out_of_gc(self._unfrozen)
             self._schedule_publish()
+
+    def _keep_out_of_gc(self, unfrozen: int) -> None:
+        """Freeze once enough was folded since the last time (see `freeze_state`)."""
+        if unfrozen >= FREEZE_AFTER:
+            freeze_state()
+            self._unfrozen = 0
 
     def _lost(self, why: str) -> None:
         """Notifications were lost (ENOBUFS, mostly): start over from a dump."""
@@ -385,13 +327,15 @@ class RtnlWatcher:
             self.request_resync()
 
     def _schedule_publish(self) -> None:
-        if not self._publish_scheduled and self._state != self._published:
+        # Identity, not equality: the reducers return the same state when nothing changed,
+        # and comparing two states would cost O(n) per burst.
+        if not self._publish_scheduled and self._state is not self._published:
             self._publish_scheduled = True
             asyncio.get_running_loop().call_soon(self._publish)
 
     def _publish(self) -> None:
         self._publish_scheduled = False
-        if self._state == self._published:
+        if self._state is self._published:
             return
         self._published = self._state
         try:

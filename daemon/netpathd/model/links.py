@@ -8,8 +8,12 @@ rename never breaks a binding made by name.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Set
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import cast
+
+from netpathd.model.tables import AddressTable, RouteTable
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -24,6 +28,7 @@ class Link:
     ifindex: int
     name: str
     up: bool  # administratively up (IFF_UP); carrier is not required, like NetworkManager
+    carrier: bool = True  # IFF_LOWER_UP: without it the kernel flags the link's routes linkdown
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,30 +46,84 @@ class Address:
 
 @dataclass(frozen=True, slots=True)
 class DefaultRoute:
-    """A default route of the main table (dst_len 0)."""
+    """A default route of the main table (dst_len 0).
+
+    `linkdown` is the next hop's RTNH_F_LINKDOWN: its link has no carrier.  The
+    kernel keeps such a route and still lists it, but NetworkManager drops the
+    connection of a device without carrier, so it is nobody's best default route.
+    """
 
     family: Family
     ifindex: int
     metric: int
     gateway: IPAddress | None = None
+    linkdown: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class NetState:
+    """Links, addresses and default routes; any `Set` given is indexed on construction.
+
+    The address and route sets are `AddressTable` / `RouteTable`, persistent and
+    indexed by link, so the reducers in `model.netstate` change a state in O(1)
+    and the questions below are answered without a scan.
+    """
+
     links: dict[int, Link] = field(default_factory=dict)
-    addresses: frozenset[Address] = frozenset()
-    default_routes: frozenset[DefaultRoute] = frozenset()
+    addresses: Set[Address] = frozenset()
+    default_routes: Set[DefaultRoute] = frozenset()
+    # Memo of best_default_route() per family; the reducers carry it over when they can.
+    best: dict[Family, DefaultRoute | None] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.addresses, AddressTable):
+            object.__setattr__(self, "addresses", AddressTable(self.addresses))
+        if not isinstance(self.default_routes, RouteTable):
+            object.__setattr__(self, "default_routes", RouteTable(self.default_routes))
+
+    @property
+    def address_table(self) -> AddressTable:
+        return cast(AddressTable, self.addresses)
+
+    @property
+    def route_table(self) -> RouteTable:
+        return cast(RouteTable, self.default_routes)
 
     def link_by_name(self, name: str) -> Link | None:
         return next((link for link in self.links.values() if link.name == name), None)
 
+    def addresses_on(self, ifindex: int) -> list[Address]:
+        return self.address_table.on_link(ifindex)
+
+    def has_ipv4_address(self, ifindex: int) -> bool:
+        return self.address_table.has_ipv4(ifindex)
+
+    def has_default_route(self, ifindex: int, family: Family) -> bool:
+        """Whether the link holds a default route of the family that is not linkdown."""
+        return self.route_table.has_up(ifindex, family)
+
+    def usable(self, route: DefaultRoute) -> bool:
+        return not route.linkdown and route.ifindex in self.links
+
     def best_default_route(self, family: Family) -> DefaultRoute | None:
-        """The kernel's lowest-metric default route of the family (ties: lowest ifindex)."""
+        """The kernel's lowest-metric default route of the family (ties: lowest ifindex).
+
+        Routes flagged linkdown do not count, as NetworkManager does not count a
+        device without carrier.  One scan when the reducers could not carry the
+        answer over (the best route itself went away), then memoized.
+        """
+        if family in self.best:
+            return self.best[family]
         candidates = [
-            route
-            for route in self.default_routes
-            if route.family is family and route.ifindex in self.links
+            route for route in self.default_routes if route.family is family and self.usable(route)
         ]
-        if not candidates:
-            return None
-        return min(candidates, key=lambda route: (route.metric, route.ifindex))
+        best = min(candidates, key=rank, default=None)
+        self.best[family] = best
+        return best
+
+
+def rank(route: DefaultRoute) -> tuple[int, int]:
+    """Lower is better: the metric, then (for determinism) the lower ifindex."""
+    return (route.metric, route.ifindex)

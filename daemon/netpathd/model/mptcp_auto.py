@@ -236,17 +236,14 @@ def _wanted(policy: AutoPolicy, state: NetState, mptcp_enabled: bool) -> list[_W
         if not link.up:
             continue
         for family in (Family.IPV4, Family.IPV6):
-            has_default = any(
-                route.family is family and route.ifindex == link.ifindex
-                for route in state.default_routes
-            )
+            # A linkdown route is no default route: NetworkManager drops a device's
+            # configuration, and so its default route, when the carrier goes.
+            has_default = state.has_default_route(link.ifindex, family)
             addresses = sorted(
                 (
                     address
-                    for address in state.addresses
-                    if address.ifindex == link.ifindex
-                    and address.family is family
-                    and skip_reason(address) is None
+                    for address in state.addresses_on(link.ifindex)
+                    if address.family is family and skip_reason(address) is None
                 ),
                 key=lambda address: address.address.packed,
             )
