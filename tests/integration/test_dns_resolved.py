@@ -127,6 +127,7 @@ async def test_a_refusal_keeps_the_last_good_file_and_says_why(frame: Frame) -> 
     """resolved refuses per-link DNS on loopback: the push fails, and nothing moves."""
     async with bus_client(frame.bus.address) as client:
         await wait_state(client, "running")
+        client.drain()  # a "running" change may still be queued from before the Get's reply
         before = os.readlink(frame.daemon.resolv_conf)
         loopback = {
             "connection.interface-name": Variant("s", "lo"),
