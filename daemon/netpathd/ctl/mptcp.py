@@ -313,7 +313,9 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     limit_set.add_argument("words", nargs="*")
     limit_set.set_defaults(handler=limits_set)
-    limit_actions.add_parser("show", parents=[parent]).set_defaults(handler=limits_show)
+    limit_actions.add_parser("show", parents=[parent], help="show the limits").set_defaults(
+        handler=limits_show
+    )
 
     switch = objects.add_parser(
         "enabled", parents=[parent, runtime], help="show or set net.mptcp.enabled"
