@@ -64,6 +64,7 @@ def failure_report(run: GuestRun, name: str) -> str:
         f"step {name}: {run.steps.get(name, ('never reported', ''))}\n"
         f"--- its output ---\n{run.step_output(name)}\n"
         f"--- guest exit status {run.exit_status}, {run.seconds:.0f} s; {run.startup}\n"
+        f"--- netpathd in the guest journal ---\n{run.daemon_journal()}\n"
         f"--- guest journal (last lines) ---\n{run.journal_tail()}\n"
         f"--- console (last lines) ---\n{run.console[-3000:]}"
     )

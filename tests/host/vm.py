@@ -54,6 +54,13 @@ class GuestRun:
     def journal_tail(self, lines: int = 150) -> str:
         return "\n".join(self.journal.splitlines()[-lines:])
 
+    def daemon_journal(self, lines: int = 80) -> str:
+        """netpathd's own lines and systemd's about its unit."""
+        # Every line names the host, netpathd-vm: match the daemon, its unit and its bus name.
+        marks = ("netpathd[", "netpathd.service", "org.netpathd1")
+        own = [line for line in self.journal.splitlines() if any(m in line for m in marks)]
+        return "\n".join(own[-lines:])
+
 
 def qemu_missing() -> str | None:
     """Why the tier cannot run here, or None."""
