@@ -6,6 +6,7 @@ Installing it cannot be tried here: no RPM distribution is reachable from these 
 from __future__ import annotations
 
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,14 @@ def test_rpmlint_reports_nothing_unjustified() -> None:
     )
     assert done.returncode == 0, done.stdout
     assert " 0 errors, 0 warnings" in done.stdout
+
+
+def test_rpm_version_is_the_projects() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    done = subprocess.run(
+        ["rpm", "-qp", "--qf", "%{VERSION}", str(rpm_package())],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout == project["version"]
