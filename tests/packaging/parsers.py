@@ -1,9 +1,12 @@
-"""What netpathd's and netpathctl's argparse parsers accept: every verb path and option."""
+"""What netpathd's and netpathctl's parsers accept, and what bash completion offers for them."""
 
 from __future__ import annotations
 
 import argparse
+import shlex
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 from netpathd.app import build_parser as daemon_parser
 from netpathd.ctl.main import build_parser as ctl_parser
@@ -41,3 +44,22 @@ def ctl_options() -> set[str]:
 
 def daemon_options() -> set[str]:
     return options(daemon_parser())
+
+
+def bash_complete(script: Path, words: list[str]) -> list[str]:
+    """What bash offers after ``words`` (the last one being the word being completed)."""
+    program = (
+        f"source {shlex.quote(str(script))}\n"
+        f"COMP_WORDS=({' '.join(shlex.quote(word) for word in words)})\n"
+        f"COMP_CWORD={len(words) - 1}\n"
+        "_shtab_netpathctl\n"
+        'printf "%s\\n" "${COMPREPLY[@]}"\n'
+    )
+    done = subprocess.run(
+        ["bash", "--norc", "--noprofile", "-c", program],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return done.stdout.split()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,26 +10,7 @@ from pathlib import Path
 import pytest
 
 from netpathd.ctl.main import build_parser
-from tests.packaging.parsers import walk
-
-
-def bash_complete(script: Path, words: list[str]) -> list[str]:
-    """What bash offers after ``words`` (the last one being the word being completed)."""
-    program = (
-        f"source {shlex.quote(str(script))}\n"
-        f"COMP_WORDS=({' '.join(shlex.quote(word) for word in words)})\n"
-        f"COMP_CWORD={len(words) - 1}\n"
-        "_shtab_netpathctl\n"
-        'printf "%s\\n" "${COMPREPLY[@]}"\n'
-    )
-    done = subprocess.run(
-        ["bash", "--norc", "--noprofile", "-c", program],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    return done.stdout.split()
+from tests.packaging.parsers import bash_complete, walk
 
 
 def test_bash_completion_offers_every_verb_after_its_parent(built_docs: Path) -> None:

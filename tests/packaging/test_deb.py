@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from netpathd.ctl.main import build_parser
+from tests.packaging.parsers import bash_complete, walk
 from tests.support.packages import debian_package
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,3 +126,11 @@ def test_launchers_run_with_the_system_python_and_the_private_packages(unpacked:
         timeout=60,
     )
     assert all(path.startswith(str(private)) for path in probe.stdout.split())
+
+
+def test_packaged_bash_completion_offers_every_verb(unpacked: Path) -> None:
+    script = unpacked / "usr/share/bash-completion/completions/netpathctl"
+    for path, parser in walk(build_parser()):
+        children = {sub_path[0] for sub_path, _ in walk(parser) if len(sub_path) == 1}
+        if children:
+            assert children <= set(bash_complete(script, ["netpathctl", *path, ""])), path
