@@ -12,8 +12,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "daemon"))
 
 IS_ROOT = os.geteuid() == 0
-# Tests that root (and so CI) must never skip; without root they are skipped with the reason.
-ROOT_ONLY = ("integration", "packages", "vm")
+# Tests that root (and so CI) must never skip; without root they are skipped for this reason.
+ROOT_ONLY = {
+    "integration": "needs root: creates network namespaces and a private bus",
+    "packages": "needs root: scripts/setup installs the packaging tools, /var/cache wheels",
+    "vm": "needs root: builds the guest image with mmdebstrap --mode=root",
+}
 
 pytest_plugins = ["tests.support.fixtures"]
 
@@ -21,13 +25,8 @@ pytest_plugins = ["tests.support.fixtures"]
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if IS_ROOT:
         return
-    reasons = {
-        "integration": "needs root: creates network namespaces and a private bus",
-        "packages": "needs root: scripts/setup installs the packaging tools, /var/cache wheels",
-        "vm": "needs root: builds the guest image with mmdebstrap --mode=root",
-    }
     for item in items:
-        for marker, reason in reasons.items():
+        for marker, reason in ROOT_ONLY.items():
             if marker in item.keywords:
                 item.add_marker(pytest.mark.skip(reason=reason))
                 break
