@@ -12,6 +12,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "daemon"))
 
 IS_ROOT = os.geteuid() == 0
+# Tests that root (and so CI) must never skip; without root they are skipped for this reason.
+ROOT_ONLY = {
+    "integration": "needs root: creates network namespaces and a private bus",
+    "packages": "needs root: scripts/setup installs the packaging tools, /var/cache wheels",
+    "vm": "needs root: builds the guest image with mmdebstrap --mode=root",
+}
 
 pytest_plugins = ["tests.support.fixtures", "tests.support.polkit"]
 
@@ -19,17 +25,19 @@ pytest_plugins = ["tests.support.fixtures", "tests.support.polkit"]
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if IS_ROOT:
         return
-    skip = pytest.mark.skip(reason="needs root: creates network namespaces and a private bus")
     for item in items:
-        if "integration" in item.keywords:
-            item.add_marker(skip)
+        for marker, reason in ROOT_ONLY.items():
+            if marker in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))
+                break
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
-    """As root nothing excuses skipping an integration test: such a skip fails the run."""
+    """As root nothing excuses skipping an integration, package or VM test: it fails the run."""
     outcome = yield
     report = outcome.get_result()
-    if IS_ROOT and report.skipped and "integration" in item.keywords:
+    kinds = [marker for marker in ROOT_ONLY if marker in item.keywords]
+    if IS_ROOT and report.skipped and kinds:
         report.outcome = "failed"
-        report.longrepr = f"integration test skipped while running as root: {report.longrepr}"
+        report.longrepr = f"{kinds[0]} test skipped while running as root: {report.longrepr}"

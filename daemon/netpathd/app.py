@@ -44,7 +44,8 @@ class Options:
     systemd_dir: Path = Path("/etc/systemd/system")  # where EnableApp writes unit drop-ins
 
 
-def parse_options(argv: list[str]) -> Options:
+def build_parser() -> argparse.ArgumentParser:
+    """Separate from parse_options so that the man page test can read every option."""
     parser = argparse.ArgumentParser(
         prog="netpathd",
         description="Multipath TCP and DNS server ordering daemon (D-Bus name org.netpathd1).",
@@ -67,7 +68,11 @@ def parse_options(argv: list[str]) -> Options:
         "--log-level", choices=LOG_LEVELS, help="overrides log-level of netpathd.conf"
     )
     parser.add_argument("--version", action="version", version=f"netpathd {__version__}")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse_options(argv: list[str]) -> Options:
+    args = build_parser().parse_args(argv)
     return Options(
         bus_address=args.bus_address,
         config_dir=args.config_dir,

@@ -142,7 +142,7 @@ def _serve_detached(supervisor: mptcpize.Supervisor) -> None:
         os._exit(1)
 
 
-def _parse(argv: list[str]) -> tuple[list[str], bool]:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netpathctl run",
         description="Run COMMAND so that its TCP sockets, and its children's, are MPTCP.",
@@ -151,6 +151,11 @@ def _parse(argv: list[str]) -> tuple[list[str], bool]:
         "-v", "--verbose", action="store_true", help="log each converted socket to stderr"
     )
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
+    return parser
+
+
+def _parse(argv: list[str]) -> tuple[list[str], bool]:
+    parser = build_parser()
     args = parser.parse_args(argv)
     command: list[str] = args.command
     if command[:1] == ["--"]:

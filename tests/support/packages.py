@@ -1,0 +1,50 @@
+"""The Debian and RPM packages of this tree, each built once per test run.
+
+Both the package tests and the VM tier use them, so the .deb the guest installs is the one
+lintian checked.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+# Building needs dpkg-buildpackage and debhelper; generous for a loaded 2-core machine.
+BUILD_TIMEOUT = 900
+
+
+@functools.cache
+def _output_dir() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="netpathd-packages-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def _build(script: str, out: Path) -> Path:
+    done = subprocess.run(
+        [str(ROOT / "packaging" / script), str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=BUILD_TIMEOUT,
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"packaging/{script} failed:\n{done.stdout}\n{done.stderr}")
+    return Path(done.stdout.split()[-1])
+
+
+@functools.cache
+def debian_package() -> Path:
+    """The .deb built by packaging/build-deb (its .changes file lies beside it)."""
+    return _build("build-deb", _output_dir() / "deb")
+
+
+@functools.cache
+def rpm_package() -> Path:
+    """The binary .rpm built by packaging/build-rpm."""
+    return _build("build-rpm", _output_dir() / "rpm")
