@@ -5,17 +5,19 @@
 from typing import Annotated, Any
 
 from dbus_fast import PropertyAccess, Variant
-from dbus_fast.annotations import DBusSignature, DBusStr
+from dbus_fast.annotations import DBusBool, DBusSignature, DBusStr, DBusUInt32
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
 from netpathd.bus.errors import dbus_errors
 from netpathd.bus.polkit import Authorizer
 from netpathd.dns_manager import DnsManager
+from netpathd.dns_resolvconf import add_record, record_connection, remove_record
 from netpathd.errors import InvalidArgument
 from netpathd.model.dns import DnsEntry, effective_priority
 from netpathd.model.dns_plan import DomainRoute
 from netpathd.model.dns_settings import SETTINGS_SIGNATURES, make_global_priority, to_settings
 from netpathd.model.links import Family
+from netpathd.model.resolvconf import Flags
 
 INTERFACE = "org.netpathd1.Dns"
 
@@ -113,6 +115,30 @@ class DnsInterface(ServiceInterface):
 
     @dbus_method()
     @dbus_errors
+    async def AddResolvconf(
+        self,
+        key: DBusStr,
+        text: DBusStr,
+        metric: DBusUInt32,
+        exclusive: DBusBool,
+        private: DBusBool,
+    ) -> None:
+        """``resolvconf [-m METRIC] [-x] [-p] -a KEY < TEXT``: a runtime connection."""
+        flags = Flags(metric, exclusive, private)
+        record_connection(self._dns, key, text, flags)  # bad input is refused before polkit
+        await self._polkit.authorize(INTERFACE, "AddResolvconf", key=key)
+        # Built again: the links may have changed while polkit answered.
+        add_record(self._dns, record_connection(self._dns, key, text, flags))
+
+    @dbus_method()
+    @dbus_errors
+    async def RemoveResolvconf(self, key: DBusStr) -> None:
+        """``resolvconf -d KEY``: NotFound when there is no such record."""
+        await self._polkit.authorize(INTERFACE, "RemoveResolvconf", key=key)
+        remove_record(self._dns, key)
+
+    @dbus_method()
+    @dbus_errors
     def GetConnections(self) -> ConnectionList:
         result = []
         for conn, layer in self._dns.connections():
@@ -122,6 +148,7 @@ class DnsInterface(ServiceInterface):
             }
             settings["active"] = Variant("b", self._dns.is_active(conn))
             settings["source"] = Variant("s", layer)
+            settings["metric"] = Variant("u", conn.metric)
             for family in Family:
                 priority, _ = effective_priority(conn, family, self._dns.global_priority)
                 settings[f"ipv{family.value}.effective-dns-priority"] = Variant("i", priority)

@@ -14,7 +14,6 @@ import sys
 from typing import TYPE_CHECKING
 
 from netpathd import __version__
-from netpathd.ctl import dns, mptcp
 from netpathd.ctl.cli import CALL_TIMEOUT, UsageError, add_verb, emit, snake_keys
 from netpathd.ctl.verbs import normalize, verbs_where
 
@@ -66,6 +65,8 @@ def _seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from netpathd.ctl import dns, mptcp  # noqa: PLC0415 - not for `resolvconf` and `run`
+
     parser = argparse.ArgumentParser(
         prog="netpathctl", description="Control netpathd. Without a VERB: status."
     )
@@ -131,8 +132,26 @@ async def dispatch(args: argparse.Namespace) -> int:
     return 0
 
 
+def resolvconf_arguments(argv: list[str]) -> list[str] | None:
+    """The arguments of ``netpathctl [--bus-address ADDR] resolvconf ARGS``, else None."""
+    index = 0
+    while index < len(argv) and argv[index].startswith("--bus-address"):
+        index += 1 if "=" in argv[index] else 2
+    if argv[index : index + 1] != ["resolvconf"]:
+        return None
+    return argv[:index] + argv[index + 1 :]
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    if argv is None:
+        argv = sys.argv[1:]
+        if os.path.basename(sys.argv[0]) == "resolvconf":  # the /usr/sbin/resolvconf link
+            argv = ["resolvconf", *argv]
+    if (arguments := resolvconf_arguments(argv)) is not None:
+        # Called by DHCP and VPN hooks on every lease: none of the other verbs' imports.
+        from netpathd.ctl.resolvconf import main as resolvconf  # noqa: PLC0415
+
+        return resolvconf(arguments)
     if argv[:1] == ["run"]:
         # `run` never talks to the daemon: it must not pay for (or depend on) the bus.
         from netpathd.ctl.run import run  # noqa: PLC0415
