@@ -118,7 +118,11 @@ def test_wg_quick_adds_an_exclusive_record_and_removes_it(
     assert record["connection.interface-name"] == "wg0"
     assert record["source"] == "resolvconf"
     assert record["ipv4.dns-priority"] == -1
-    assert "resolvconf:tun.wg0" in netpathctl_ok(bus.address, "dns", "show")
+    shown = netpathctl_ok(bus.address, "dns", "show").splitlines()
+    assert shown[0].split()[:4] == ["NAME", "DEVICE", "TYPE", "SOURCE"]
+    assert [line.split()[:4] for line in shown if line.startswith("resolvconf:")] == [
+        ["resolvconf:tun.wg0", "wg0", "generic", "resolvconf"]
+    ]
     explained = json.loads(netpathctl_ok(bus.address, "--json", "dns", "explain"))
     assert [e["connection"] for e in explained if e["status"] == "used"] == [
         "resolvconf:tun.wg0",
