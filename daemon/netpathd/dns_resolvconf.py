@@ -38,6 +38,12 @@ def add_record(dns: DnsManager, conn: DnsConnection) -> None:
     dns.set_sourced(conn, resolvconf.SOURCE)
 
 
+def check_record(dns: DnsManager, key: str) -> None:
+    """NotFound unless the record exists (asked before polkit, as every lookup is)."""
+    if dns.sourced(resolvconf.connection_name(key)) is None:
+        raise NotFound(f"no resolvconf record {key!r}")
+
+
 def remove_record(dns: DnsManager, key: str) -> None:
     if not dns.remove_sourced(resolvconf.connection_name(key)):
         raise NotFound(f"no resolvconf record {key!r}")

@@ -11,7 +11,7 @@ from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 from netpathd.bus.errors import dbus_errors
 from netpathd.bus.polkit import Authorizer
 from netpathd.dns_manager import DnsManager
-from netpathd.dns_resolvconf import add_record, record_connection, remove_record
+from netpathd.dns_resolvconf import add_record, check_record, record_connection, remove_record
 from netpathd.errors import InvalidArgument
 from netpathd.model.dns import DnsEntry, effective_priority
 from netpathd.model.dns_plan import DomainRoute
@@ -134,6 +134,7 @@ class DnsInterface(ServiceInterface):
     @dbus_errors
     async def RemoveResolvconf(self, key: DBusStr) -> None:
         """``resolvconf -d KEY``: NotFound when there is no such record."""
+        check_record(self._dns, key)
         await self._polkit.authorize(INTERFACE, "RemoveResolvconf", key=key)
         remove_record(self._dns, key)
 
