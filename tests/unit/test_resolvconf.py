@@ -119,3 +119,37 @@ def test_ipv6_only_options_go_to_the_ipv6_entry() -> None:
     conn = record("e.dhcp", "nameserver 192.0.2.1\noptions inet6 ndots:3\n", 0, Flags())
     assert conn.ipv4.options == ("ndots:3",)
     assert conn.ipv6.options == ("inet6",)
+
+
+@pytest.mark.parametrize(
+    ("argv", "arguments"),
+    [
+        (["resolvconf", "-a", "wg0"], ["-a", "wg0"]),
+        (
+            ["--bus-address", "unix:path=/b", "resolvconf", "-l"],
+            ["--bus-address=unix:path=/b", "-l"],
+        ),
+        (["--json", "--timeout", "3", "resolvconf", "-fd", "x"], ["-fd", "x"]),
+        (["dns", "show"], None),
+        (["--timeout", "resolvconf"], None),  # the value of --timeout, not the verb
+    ],
+)
+def test_netpathctl_hands_the_words_after_resolvconf_over(
+    argv: list[str], arguments: list[str] | None
+) -> None:
+    from netpathd.ctl.main import resolvconf_arguments  # noqa: PLC0415
+
+    assert resolvconf_arguments(argv) == arguments
+
+
+def test_options_are_read_as_getopt_reads_them() -> None:
+    from netpathd.ctl.resolvconf import Usage, parse_args  # noqa: PLC0415
+
+    request = parse_args(["-fd", "tun.wg0"])
+    assert (request.command, request.key, request.force) == ("d", "tun.wg0", True)
+    request = parse_args(["-a", "tun.wg0", "-m", "0", "-x"])
+    assert (request.command, request.metric, request.exclusive) == ("a", 0, True)
+    assert parse_args(["-l", "eth*", "wl*"]).patterns == ["eth*", "wl*"]
+    for bad in (["-a"], ["-m", "-1", "-a", "x"], ["-a", "x", "-d", "x"], ["-x"], ["-d", "a/b"]):
+        with pytest.raises((Usage, InvalidArgument)):
+            parse_args(bad)

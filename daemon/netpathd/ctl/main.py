@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="run a command with its TCP sockets turned into MPTCP", add_help=False
     )
     runner.add_argument("command", nargs=argparse.REMAINDER, metavar="[-v] -- COMMAND [ARGS...]")
+    # In the table for --help; main() hands its arguments to netpathd.ctl.resolvconf, which
+    # reads them with getopt, as resolvconf does.
+    compat = verbs.add_parser(
+        "resolvconf", help="act as the resolvconf command (-a, -d, -l, -i, -u)", add_help=False
+    )
+    compat.add_argument("arguments", nargs=argparse.REMAINDER, metavar="[-m M] [-x] [-p] -a KEY")
     return parser
 
 
@@ -133,13 +139,22 @@ async def dispatch(args: argparse.Namespace) -> int:
 
 
 def resolvconf_arguments(argv: list[str]) -> list[str] | None:
-    """The arguments of ``netpathctl [--bus-address ADDR] resolvconf ARGS``, else None."""
-    index = 0
-    while index < len(argv) and argv[index].startswith("--bus-address"):
-        index += 1 if "=" in argv[index] else 2
+    """The arguments of ``netpathctl [OPTION...] resolvconf ARGS``, else None.
+
+    Of netpathctl's own options only ``--bus-address`` means something to resolvconf.
+    """
+    index, bus = 0, []
+    while index < len(argv) and argv[index].startswith("--"):
+        option, equals, value = argv[index].partition("=")
+        takes_value = option in ("--bus-address", "--timeout") and not equals
+        if takes_value:
+            value = argv[index + 1] if index + 1 < len(argv) else ""
+        if option == "--bus-address":
+            bus = [f"--bus-address={value}"]
+        index += 2 if takes_value else 1
     if argv[index : index + 1] != ["resolvconf"]:
         return None
-    return argv[:index] + argv[index + 1 :]
+    return [*bus, *argv[index + 1 :]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         from netpathd.ctl.run import run  # noqa: PLC0415
 
         return run(args.command)
+
     try:
         return asyncio.run(dispatch(args))
     except KeyboardInterrupt:  # Ctrl-C ends a wait: report it as a shell does, no traceback

@@ -56,14 +56,14 @@ class Request:
 
 def parse_args(argv: list[str]) -> Request:
     try:
-        options, rest = getopt.getopt(argv, "a:d:film:pux", ["bus-address="])
+        options, rest = getopt.getopt(argv, "a:d:fhilm:pux", ["bus-address=", "help"])
     except getopt.GetoptError as error:
         raise Usage(str(error)) from None
     request = Request(bus_address=os.environ.get(BUS_ADDRESS_ENV) or None)
     for option, value in options:
         _take(request, option, value)
     if not request.command:
-        raise Usage("one of -a, -d, -l, -i or -u is needed")
+        raise Usage("one of -a, -d, -l, -i, -u or -h is needed")
     if request.command in ("l", "i"):
         request.patterns = rest
     elif rest:
@@ -74,10 +74,10 @@ def parse_args(argv: list[str]) -> Request:
 
 
 def _take(request: Request, option: str, value: str) -> None:
-    if option in ("-a", "-d", "-l", "-i", "-u"):
+    if option in ("-a", "-d", "-l", "-i", "-u", "-h", "--help"):
         if request.command:
             raise Usage(f"-{request.command} and {option} cannot be combined")
-        request.command, request.key = option[1], value
+        request.command, request.key = option.lstrip("-")[0], value
     elif option == "-m":
         if not value.isdecimal():
             raise Usage(f"-m {value!r}: the metric must be a number, 0 or more")
@@ -164,6 +164,9 @@ def main(argv: list[str]) -> int:
 
     try:
         request = parse_args(argv)
+        if request.command == "h":
+            print(USAGE)
+            return 0
         if request.command == "a":
             request.text = read_text(sys.stdin.buffer)
         asyncio.run(dispatch(request))
