@@ -124,9 +124,9 @@ def test_wg_quick_adds_an_exclusive_record_and_removes_it(
         ["resolvconf:tun.wg0", "wg0", "generic", "resolvconf"]
     ]
     explained = json.loads(netpathctl_ok(bus.address, "--json", "dns", "explain"))
-    assert [e["connection"] for e in explained if e["status"] == "used"] == [
-        "resolvconf:tun.wg0",
-        "resolvconf:tun.wg0",
+    assert [(e["connection"], e["source"]) for e in explained if e["status"] == "used"] == [
+        ("resolvconf:tun.wg0", "resolvconf"),
+        ("resolvconf:tun.wg0", "resolvconf"),
     ]
     listed = resolvconf(bus, resolvconf_bin, "-l", "tun.*")
     assert listed.stdout.decode() == (

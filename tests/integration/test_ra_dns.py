@@ -13,7 +13,7 @@ from tests.integration.test_dns_daemon import nameservers
 from tests.support.bus import PrivateBus
 from tests.support.ctl import netpathctl_ok
 from tests.support.daemon import Daemon, running_daemon
-from tests.support.dbus_client import BusClient, bus_client
+from tests.support.dbus_client import TIMEOUT, BusClient, bus_client
 from tests.support.netns import Netns, netns, veth
 from tests.support.ra import ROUTER_ADDRESS, advertisement, dnssl, prepare, rdnss, send
 
@@ -36,6 +36,16 @@ def connect(ns: Netns, router: Netns, *links: str) -> None:
         router.ip("addr", "add", f"{ROUTER_ADDRESS}/64", "dev", f"{link}r", "nodad")
 
 
+async def wait_values(client: BusClient, wanted: dict[str, object]) -> None:
+    """Until the latest PropertiesChanged values of Dns say what ``wanted`` says."""
+    latest: dict[str, object] = {}
+    async with asyncio.timeout(TIMEOUT):
+        while any(latest.get(name) != value for name, value in wanted.items()):
+            interface, values = await client.changes.get()
+            if interface == DNS:
+                latest.update(values)
+
+
 async def connections(client: BusClient) -> dict[str, dict[str, object]]:
     (found,) = await client.call(DNS, "GetConnections")
     return {name: {k: v.value for k, v in settings.items()} for name, settings in found}
@@ -55,9 +65,11 @@ async def test_servers_appear_and_expire_with_their_lifetime(
                 rdnss(SERVERS, lifetime), dnssl(["corp.example", "lab.example"], lifetime)
             ),
         )
-        await client.wait_change(DNS, "Nameservers", SERVERS)
-        # the kernel hands over each option in a message of its own
-        await client.wait_change(DNS, "SearchDomains", ["corp.example", "lab.example"])
+        # the kernel hands over each option in a message of its own: two changes, which the
+        # daemon may send as one PropertiesChanged
+        await wait_values(
+            client, {"Nameservers": SERVERS, "SearchDomains": ["corp.example", "lab.example"]}
+        )
         assert nameservers(daemon.resolv_conf) == SERVERS
         assert "search corp.example lab.example" in daemon.resolv_conf.read_text()
 
@@ -86,6 +98,10 @@ async def test_every_ra_refreshes_and_a_zero_lifetime_withdraws_at_once(
             ["ra:lan0", "lan0", "generic", "ra"]
         ]
         (entries,) = await client.call(DNS, "Explain")
+        assert [e["source"].value for e in entries if e["connection"].value == "ra:lan0"] == [
+            "ra",
+            "ra",
+        ]
         assert any(e["connection"].value == "ra:lan0" and e["included"].value for e in entries)
         send(router, "lan0r", advertisement(rdnss(SERVERS, 0)))
         await client.wait_change(DNS, "Nameservers", [])  # long before 600 s

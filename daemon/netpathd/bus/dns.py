@@ -42,9 +42,10 @@ def unwrap(settings: dict[str, Variant]) -> dict[str, object]:
     return {key: variant.value for key, variant in settings.items()}
 
 
-def explain_entry(entry: DnsEntry) -> dict[str, Variant]:
+def explain_entry(entry: DnsEntry, source: str) -> dict[str, Variant]:
     return {
         "connection": Variant("s", entry.connection),
+        "source": Variant("s", source),
         "interface": Variant("s", entry.interface_name),
         "family": Variant("s", f"ipv{entry.family.value}"),
         "priority": Variant("i", entry.priority),
@@ -160,7 +161,8 @@ class DnsInterface(ServiceInterface):
     @dbus_errors
     def Explain(self) -> ExplainList:
         """Every candidate entry in order: priority, rank, included or not, and why."""
-        return [explain_entry(entry) for entry in self._dns.result.entries]
+        sources = {conn.name: layer for conn, layer in self._dns.connections()}
+        return [explain_entry(e, sources.get(e.connection, "")) for e in self._dns.result.entries]
 
     @dbus_method()
     @dbus_errors
