@@ -25,6 +25,7 @@ from netpathd.files.atomic import remove_stale_temporaries
 from netpathd.files.config import read_config_text
 from netpathd.files.resolv_conf import RcManager
 from netpathd.files.state import save_state
+from netpathd.model import ra_dns, resolvconf
 from netpathd.model.dns import DnsConnection, DnsResult, GlobalDnsPriority
 from netpathd.model.dns_plan import DnsMode, DnsPlan, plan
 from netpathd.model.dns_settings import (
@@ -38,6 +39,7 @@ from netpathd.model.links import NetState
 log = logging.getLogger(__name__)
 
 DNS_FILE_NAME = "dns.conf"
+SOURCE_PREFIXES = (resolvconf.PREFIX, ra_dns.PREFIX)  # names of the sourced layer only
 Observer = Callable[[frozenset[str]], None]
 
 
@@ -213,9 +215,11 @@ class DnsManager:
 
     def checked_connection(self, name: str, settings: Mapping[str, object]) -> DnsConnection:
         """The connection ``settings`` would make of ``name``; InvalidArgument if none."""
-        if name in self._sourced:
-            source = self._sourced[name][1]
-            raise InvalidArgument(f"connection {name!r} belongs to {source}: it cannot be set")
+        if name.startswith(SOURCE_PREFIXES):
+            raise InvalidArgument(
+                f"connection {name!r}: names starting {' or '.join(SOURCE_PREFIXES)} are "
+                "reserved for resolvconf records and router advertisements"
+            )
         existing = {conn.name: conn for conn, _ in self.connections()}.get(name)
         return merge_settings(existing, name, settings, created_seq=self.next_seq())
 

@@ -8,6 +8,7 @@ import pytest
 
 from netpathd.dns_manager import DnsManager
 from netpathd.dns_ra import RaDns
+from netpathd.errors import InvalidArgument
 from netpathd.files.resolv_conf import RcManager
 from netpathd.model.links import Link, NetState
 from netpathd.model.ra_dns import RaPolicy
@@ -79,3 +80,11 @@ async def test_a_malformed_message_is_skipped(dns: DnsManager) -> None:
     ra.on_options(2, bytes([25, 2]) + bytes(14) + rdnss([SERVER], 600))
     assert servers(dns, "ra:lan0") == [SERVER]
     ra.close()
+
+
+@pytest.mark.parametrize("name", ["ra:lan0", "resolvconf:tun.wg0"])
+def test_the_sources_names_cannot_be_taken_by_a_bus_caller(dns: DnsManager, name: str) -> None:
+    settings = {"connection.interface-name": "lan0", "connection.type": "ethernet"}
+    with pytest.raises(InvalidArgument, match="reserved"):
+        dns.set_connection(name, settings, runtime=True)
+    assert dns.connections() == []
