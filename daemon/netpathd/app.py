@@ -89,7 +89,9 @@ class Daemon:
     def __init__(self, options: Options) -> None:
         # Heavy adapters are imported here so that `netpathd --help` stays fast.
         from netpathd.dns_manager import DnsManager  # noqa: PLC0415
+        from netpathd.dns_ra import RaDns  # noqa: PLC0415
         from netpathd.files.resolv_conf import RcManager  # noqa: PLC0415
+        from netpathd.kernel.nd_useropt import NdUserOptWatcher  # noqa: PLC0415
         from netpathd.kernel.rtnl import RtnlWatcher  # noqa: PLC0415
         from netpathd.mptcp_manager import MptcpManager  # noqa: PLC0415
 
@@ -108,6 +110,9 @@ class Daemon:
             from netpathd.dns_backends.resolv_file import NoBackend  # noqa: PLC0415
 
             self.dns.hold(NoBackend())
+        self.ra = RaDns(self.dns, self.manager.settings.ra)
+        self.ra_watcher = NdUserOptWatcher(self.ra.on_options)
+        self.manager.add_reloader(self._prepare_ra_reload)
         self.watcher = RtnlWatcher(self._on_network_change)
         self.manager.add_reloader(self._prepare_dns_reload)
         self.mptcp = MptcpManager(options.config_dir, options.state_dir)
@@ -133,6 +138,7 @@ class Daemon:
         except ConfigError as error:
             log.error("DNS configuration not loaded: %s", error.message)
         service_manager.notify("STATUS=Reading links, addresses and routes")
+        self.ra_watcher.start()  # RAs name links by ifindex: subscribed before the dump
         await self.watcher.start()
         self._on_network_change(self.watcher.state)
         service_manager.notify("STATUS=Applying the MPTCP configuration")
@@ -156,6 +162,7 @@ class Daemon:
             )
         except NetpathdError:
             bus.disconnect()
+            self.ra_watcher.close()
             await self.watcher.close()
             await self.mptcp.close()
             raise
@@ -186,6 +193,8 @@ class Daemon:
         stopped.cancel()
         for task in self._tasks:
             task.cancel()
+        self.ra_watcher.close()
+        self.ra.close()
         await self.watcher.close()
         await self.mptcp.close()
         await self.dns.close()
@@ -223,6 +232,12 @@ class Daemon:
 
         return commit
 
+    def _prepare_ra_reload(self, settings: Settings) -> Commit:
+        async def commit() -> None:
+            self.ra.set_policy(settings.ra)
+
+        return commit
+
     async def _select_dns_backend(self) -> None:
         """The back-end of `[main] dns`; a changed mode replaces the old one (which cleans up)."""
         from netpathd.dns_backends import make_backend  # noqa: PLC0415
@@ -247,6 +262,7 @@ class Daemon:
             self.dns.update_network(state)
         except NetpathdError as error:
             log.error("DNS update failed: %s", error.message)
+        self.ra.network_changed(state)
         self.mptcp.network_changed(state)
 
 

@@ -20,11 +20,12 @@ from pathlib import Path
 
 from netpathd.dns_backends.base import DnsBackend
 from netpathd.dns_backends.resolv_file import ResolverFileBackend, ResolverFileWriter
-from netpathd.errors import ConfigError, Failed, NotFound
+from netpathd.errors import ConfigError, Failed, InvalidArgument, NotFound
 from netpathd.files.atomic import remove_stale_temporaries
 from netpathd.files.config import read_config_text
 from netpathd.files.resolv_conf import RcManager
 from netpathd.files.state import save_state
+from netpathd.model import ra_dns, resolvconf
 from netpathd.model.dns import DnsConnection, DnsResult, GlobalDnsPriority
 from netpathd.model.dns_plan import DnsMode, DnsPlan, plan
 from netpathd.model.dns_settings import (
@@ -38,6 +39,7 @@ from netpathd.model.links import NetState
 log = logging.getLogger(__name__)
 
 DNS_FILE_NAME = "dns.conf"
+SOURCE_PREFIXES = (resolvconf.PREFIX, ra_dns.PREFIX)  # names of the sourced layer only
 Observer = Callable[[frozenset[str]], None]
 
 
@@ -65,6 +67,9 @@ class DnsManager:
         self._admin = DnsConfig()
         self._persisted = DnsConfig()
         self._runtime: dict[str, DnsConnection] = {}
+        # Runtime connections fed by a source other than a D-Bus caller (resolvconf, RAs),
+        # with that source's name; their names carry the source's prefix.
+        self._sourced: dict[str, tuple[DnsConnection, str]] = {}
         self._state_file_error: ConfigError | None = None
         self._state = NetState()
         self._started = False  # nothing is written before the first network state is known
@@ -115,7 +120,18 @@ class DnsManager:
         ):
             for conn in conns:
                 layers[conn.name] = (conn, layer)
+        layers.update(self._sourced)
         return sorted(layers.values(), key=lambda item: (item[0].created_seq, item[0].name))
+
+    def link_exists(self, name: str) -> bool:
+        return self._state.link_by_name(name) is not None
+
+    def sourced(self, name: str) -> DnsConnection | None:
+        found = self._sourced.get(name)
+        return found[0] if found is not None else None
+
+    def next_seq(self) -> int:
+        return max((conn.created_seq for conn, _ in self.connections()), default=-1) + 1
 
     def is_active(self, conn: DnsConnection) -> bool:
         link = self._state.link_by_name(conn.interface_name)
@@ -199,9 +215,13 @@ class DnsManager:
 
     def checked_connection(self, name: str, settings: Mapping[str, object]) -> DnsConnection:
         """The connection ``settings`` would make of ``name``; InvalidArgument if none."""
+        if name.startswith(SOURCE_PREFIXES):
+            raise InvalidArgument(
+                f"connection {name!r}: names starting {' or '.join(SOURCE_PREFIXES)} are "
+                "reserved for resolvconf records and router advertisements"
+            )
         existing = {conn.name: conn for conn, _ in self.connections()}.get(name)
-        next_seq = max((conn.created_seq for conn, _ in self.connections()), default=-1) + 1
-        return merge_settings(existing, name, settings, created_seq=next_seq)
+        return merge_settings(existing, name, settings, created_seq=self.next_seq())
 
     def set_connection(self, name: str, settings: Mapping[str, object], runtime: bool) -> None:
         """Create or update; invalid settings raise before anything changes."""
@@ -214,8 +234,24 @@ class DnsManager:
             self._runtime.pop(name, None)
         self._recompute()
 
+    def set_sourced(self, conn: DnsConnection, source: str) -> None:
+        """Add or replace a connection of ``source`` (already validated)."""
+        if self._sourced.get(conn.name) == (conn, source):
+            return
+        self._sourced[conn.name] = (conn, source)
+        self._recompute()
+
+    def remove_sourced(self, name: str) -> bool:
+        """False when there was nothing to remove."""
+        if self._sourced.pop(name, None) is None:
+            return False
+        self._recompute()
+        return True
+
     def check_removal(self, name: str) -> bool:
         """Raise unless ``name`` can be removed; True when that changes runtime state only."""
+        if name in self._sourced:
+            return True
         if any(conn.name == name for conn in self._admin.connections):
             raise Failed(
                 f"connection {name!r} is defined in {self._admin_path}; "
@@ -228,6 +264,7 @@ class DnsManager:
 
     def remove_connection(self, name: str) -> None:
         self.check_removal(name)
+        self._sourced.pop(name, None)
         self._runtime.pop(name, None)
         kept = tuple(c for c in self._persisted.connections if c.name != name)
         if len(kept) != len(self._persisted.connections):

@@ -24,6 +24,7 @@ MANAGER, DNS, MPTCP = "org.netpathd1.Manager", "org.netpathd1.Dns", "org.netpath
 VPN = ("sa{sv}", "vpn", "2", "connection.interface-name", "s", "tun0", "connection.type", "s",
        "vpn")  # fmt: skip
 NO_INTERACTION = "--allow-interactive-authorization=no"
+RECORD = ("ssubb", "wan0.dhcp", "nameserver 203.0.113.54", "0", "false", "false")
 
 # One call per mutating member (interface, member, busctl words after the member).
 MUTATING: list[tuple[str, str, tuple[str, ...]]] = [
@@ -32,6 +33,8 @@ MUTATING: list[tuple[str, str, tuple[str, ...]]] = [
     (DNS, "SetConnectionRuntime", VPN),
     (DNS, "RemoveConnection", ("s", "wan")),
     (DNS, "GlobalDnsPriority", ("(ii)", "10", "10")),
+    (DNS, "AddResolvconf", RECORD),
+    (DNS, "RemoveResolvconf", ("s", "wan0.dhcp")),
     (MPTCP, "Enabled", ("b", "false")),
     (MPTCP, "SetEnabledRuntime", ("b", "false")),
     (MPTCP, "SetLimits", ("uu", "3", "3")),
@@ -98,6 +101,9 @@ async def test_runtime_grant_allows_runtime_dns_only(pk_daemon: Daemon, pk_bus: 
     denied = refused(pk_bus, GRANTED, NO_INTERACTION, "call", *OBJECT, DNS, "SetConnection", *VPN)
     assert "not authorized for org.netpathd1.dns.configure" in denied
     ok(pk_bus, GRANTED, "call", *OBJECT, DNS, "RemoveConnection", "s", "vpn")  # runtime only
+    ok(pk_bus, GRANTED, NO_INTERACTION, "call", *OBJECT, DNS, "AddResolvconf", *RECORD)
+    assert "resolvconf:wan0.dhcp" in ok(pk_bus, GRANTED, "call", *OBJECT, DNS, "GetConnections")
+    ok(pk_bus, GRANTED, NO_INTERACTION, "call", *OBJECT, DNS, "RemoveResolvconf", "s", "wan0.dhcp")
     # once persisted (by root), removing it needs dns.configure
     ok(pk_bus, "root", "call", *OBJECT, DNS, "SetConnection", *VPN)
     denied = refused(pk_bus, GRANTED, NO_INTERACTION, "call", *OBJECT, DNS, "RemoveConnection",
@@ -114,6 +120,7 @@ async def test_no_rule_no_change(pk_daemon: Daemon, pk_bus: PrivateBus, ns: Netn
        "ipv4.dns", "as", "1", "203.0.113.53")  # fmt: skip
     ok(pk_bus, "root", "call", *OBJECT, MPTCP, "AddEndpoint", "sassqu", "203.0.113.2", "1",
        "subflow", "", "0", "7")  # fmt: skip
+    ok(pk_bus, "root", "call", *OBJECT, DNS, "AddResolvconf", *RECORD)  # for RemoveResolvconf
     assert "203.0.113.53" in pk_daemon.resolv_conf.read_text()
     before = state(ns, pk_daemon)
     for interface, member, words in MUTATING:
@@ -139,6 +146,9 @@ BAD_REQUESTS: list[tuple[str, str, tuple[str, ...], str]] = [
     (DNS, "SetConnection", ("sa{sv}", "x", "1", "bogus.key", "s", "1"), "bogus.key"),
     (DNS, "SetConnectionRuntime", ("sa{sv}", "new", "1", "ipv4.dns", "as", "1", "x"), "required"),
     (DNS, "RemoveConnection", ("s", "nosuch"), "nosuch"),
+    (DNS, "AddResolvconf", ("ssubb", "k", "nameserver x", "0", "false", "false"), "not an address"),
+    (DNS, "AddResolvconf", ("ssubb", "../k", "", "0", "false", "false"), "resolvconf key"),
+    (DNS, "RemoveResolvconf", ("s", "nosuch"), "no resolvconf record 'nosuch'"),
 ]
 
 

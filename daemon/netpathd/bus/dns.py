@@ -5,17 +5,19 @@
 from typing import Annotated, Any
 
 from dbus_fast import PropertyAccess, Variant
-from dbus_fast.annotations import DBusSignature, DBusStr
+from dbus_fast.annotations import DBusBool, DBusSignature, DBusStr, DBusUInt32
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
 from netpathd.bus.errors import dbus_errors
 from netpathd.bus.polkit import Authorizer
 from netpathd.dns_manager import DnsManager
+from netpathd.dns_resolvconf import add_record, check_record, record_connection, remove_record
 from netpathd.errors import InvalidArgument
 from netpathd.model.dns import DnsEntry, effective_priority
 from netpathd.model.dns_plan import DomainRoute
 from netpathd.model.dns_settings import SETTINGS_SIGNATURES, make_global_priority, to_settings
 from netpathd.model.links import Family
+from netpathd.model.resolvconf import Flags
 
 INTERFACE = "org.netpathd1.Dns"
 
@@ -40,9 +42,10 @@ def unwrap(settings: dict[str, Variant]) -> dict[str, object]:
     return {key: variant.value for key, variant in settings.items()}
 
 
-def explain_entry(entry: DnsEntry) -> dict[str, Variant]:
+def explain_entry(entry: DnsEntry, source: str) -> dict[str, Variant]:
     return {
         "connection": Variant("s", entry.connection),
+        "source": Variant("s", source),
         "interface": Variant("s", entry.interface_name),
         "family": Variant("s", f"ipv{entry.family.value}"),
         "priority": Variant("i", entry.priority),
@@ -113,6 +116,31 @@ class DnsInterface(ServiceInterface):
 
     @dbus_method()
     @dbus_errors
+    async def AddResolvconf(
+        self,
+        key: DBusStr,
+        text: DBusStr,
+        metric: DBusUInt32,
+        exclusive: DBusBool,
+        private: DBusBool,
+    ) -> None:
+        """``resolvconf [-m METRIC] [-x] [-p] -a KEY < TEXT``: a runtime connection."""
+        flags = Flags(metric, exclusive, private)
+        record_connection(self._dns, key, text, flags)  # bad input is refused before polkit
+        await self._polkit.authorize(INTERFACE, "AddResolvconf", key=key)
+        # Built again: the links may have changed while polkit answered.
+        add_record(self._dns, record_connection(self._dns, key, text, flags))
+
+    @dbus_method()
+    @dbus_errors
+    async def RemoveResolvconf(self, key: DBusStr) -> None:
+        """``resolvconf -d KEY``: NotFound when there is no such record."""
+        check_record(self._dns, key)
+        await self._polkit.authorize(INTERFACE, "RemoveResolvconf", key=key)
+        remove_record(self._dns, key)
+
+    @dbus_method()
+    @dbus_errors
     def GetConnections(self) -> ConnectionList:
         result = []
         for conn, layer in self._dns.connections():
@@ -122,6 +150,7 @@ class DnsInterface(ServiceInterface):
             }
             settings["active"] = Variant("b", self._dns.is_active(conn))
             settings["source"] = Variant("s", layer)
+            settings["metric"] = Variant("u", conn.metric)
             for family in Family:
                 priority, _ = effective_priority(conn, family, self._dns.global_priority)
                 settings[f"ipv{family.value}.effective-dns-priority"] = Variant("i", priority)
@@ -132,7 +161,8 @@ class DnsInterface(ServiceInterface):
     @dbus_errors
     def Explain(self) -> ExplainList:
         """Every candidate entry in order: priority, rank, included or not, and why."""
-        return [explain_entry(entry) for entry in self._dns.result.entries]
+        sources = {conn.name: layer for conn, layer in self._dns.connections()}
+        return [explain_entry(e, sources.get(e.connection, "")) for e in self._dns.result.entries]
 
     @dbus_method()
     @dbus_errors

@@ -54,6 +54,8 @@ ACTIONS: Mapping[tuple[str, str], str] = {
     (_DNS, "SetConnectionRuntime"): DNS_CONFIGURE_RUNTIME,
     (_DNS, "RemoveConnection"): DNS_CONFIGURE,
     (_DNS, "GlobalDnsPriority"): DNS_CONFIGURE,
+    (_DNS, "AddResolvconf"): DNS_CONFIGURE_RUNTIME,
+    (_DNS, "RemoveResolvconf"): DNS_CONFIGURE_RUNTIME,
     (_MPTCP, "Enabled"): MPTCP_CONFIGURE,
     (_MPTCP, "SetEnabledRuntime"): MPTCP_CONFIGURE,
     (_MPTCP, "SetLimits"): MPTCP_CONFIGURE,

@@ -112,6 +112,7 @@ async def show(client: Client, args: argparse.Namespace) -> None:
             conn["name"],
             conn["connection.interface-name"],
             conn["connection.type"],
+            conn["source"],
             "yes" if conn["active"] else "no",
             conn["ipv4.effective-dns-priority"],
             conn["ipv6.effective-dns-priority"],
@@ -121,7 +122,7 @@ async def show(client: Client, args: argparse.Namespace) -> None:
     ]
     text = "\n".join(
         [
-            table(["NAME", "DEVICE", "TYPE", "ACTIVE", "PRIO4", "PRIO6", "DNS"], rows),
+            table(["NAME", "DEVICE", "TYPE", "SOURCE", "ACTIVE", "PRIO4", "PRIO6", "DNS"], rows),
             "",
             f"Nameservers: {' '.join(data['nameservers']) or '-'}",
             f"Search:      {' '.join(data['search']) or '-'}",

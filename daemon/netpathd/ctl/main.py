@@ -14,7 +14,6 @@ import sys
 from typing import TYPE_CHECKING
 
 from netpathd import __version__
-from netpathd.ctl import dns, mptcp
 from netpathd.ctl.cli import CALL_TIMEOUT, UsageError, add_verb, emit, snake_keys
 from netpathd.ctl.verbs import normalize, verbs_where
 
@@ -66,6 +65,8 @@ def _seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from netpathd.ctl import dns, mptcp  # noqa: PLC0415 - not for `resolvconf` and `run`
+
     parser = argparse.ArgumentParser(
         prog="netpathctl", description="Control netpathd. Without a VERB: status."
     )
@@ -99,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="run a command with its TCP sockets turned into MPTCP", add_help=False
     )
     runner.add_argument("command", nargs=argparse.REMAINDER, metavar="[-v] -- COMMAND [ARGS...]")
+    # In the table for --help; main() hands its arguments to netpathd.ctl.resolvconf, which
+    # reads them with getopt, as resolvconf does.
+    compat = verbs.add_parser(
+        "resolvconf", help="act as the resolvconf command (-a, -d, -l, -i, -u)", add_help=False
+    )
+    compat.add_argument("arguments", nargs=argparse.REMAINDER, metavar="[-m M] [-x] [-p] -a KEY")
     return parser
 
 
@@ -131,8 +138,35 @@ async def dispatch(args: argparse.Namespace) -> int:
     return 0
 
 
+def resolvconf_arguments(argv: list[str]) -> list[str] | None:
+    """The arguments of ``netpathctl [OPTION...] resolvconf ARGS``, else None.
+
+    Of netpathctl's own options only ``--bus-address`` means something to resolvconf.
+    """
+    index, bus = 0, []
+    while index < len(argv) and argv[index].startswith("--"):
+        option, equals, value = argv[index].partition("=")
+        takes_value = option in ("--bus-address", "--timeout") and not equals
+        if takes_value:
+            value = argv[index + 1] if index + 1 < len(argv) else ""
+        if option == "--bus-address":
+            bus = [f"--bus-address={value}"]
+        index += 2 if takes_value else 1
+    if argv[index : index + 1] != ["resolvconf"]:
+        return None
+    return [*bus, *argv[index + 1 :]]
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    if argv is None:
+        argv = sys.argv[1:]
+        if os.path.basename(sys.argv[0]) == "resolvconf":  # the /usr/sbin/resolvconf link
+            argv = ["resolvconf", *argv]
+    if (arguments := resolvconf_arguments(argv)) is not None:
+        # Called by DHCP and VPN hooks on every lease: none of the other verbs' imports.
+        from netpathd.ctl.resolvconf import main as resolvconf  # noqa: PLC0415
+
+        return resolvconf(arguments)
     if argv[:1] == ["run"]:
         # `run` never talks to the daemon: it must not pay for (or depend on) the bus.
         from netpathd.ctl.run import run  # noqa: PLC0415
@@ -147,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         from netpathd.ctl.run import run  # noqa: PLC0415
 
         return run(args.command)
+
     try:
         return asyncio.run(dispatch(args))
     except KeyboardInterrupt:  # Ctrl-C ends a wait: report it as a shell does, no traceback

@@ -75,6 +75,7 @@ class DnsConnection:
     ipv4: DnsFamilyConfig = EMPTY_FAMILY_CONFIG
     ipv6: DnsFamilyConfig = EMPTY_FAMILY_CONFIG
     created_seq: int = 0  # creation order: the tie-break of last resort
+    metric: int = 0  # resolvconf's -m: orders equal priority and rank, lower first
 
     def family(self, family: Family) -> DnsFamilyConfig:
         return self.ipv4 if family is Family.IPV4 else self.ipv6
@@ -212,10 +213,11 @@ class _Candidate:
             duplicates=duplicates,
         )
 
-    def sort_key(self) -> tuple[int, int, int, int, str]:
+    def sort_key(self) -> tuple[int, int, int, int, int, str]:
         return (
             self.priority,
             _RANK_ORDER[self.rank],
+            self.conn.metric,
             self.conn.created_seq,
             self.family.value,
             self.conn.name,

@@ -6,10 +6,11 @@ daemon's configuration that silently does nothing is the worst kind of bug.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from netpathd.errors import ConfigError
 from netpathd.model.keyfile import Section, parse_keyfile
+from netpathd.model.ra_dns import RaPolicy, parse_ra_sections
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 RC_MANAGERS = ("symlink", "file", "unmanaged")  # NetworkManager's rc-manager values we support
@@ -24,6 +25,7 @@ class Settings:
     # resolv.conf that points elsewhere (systemd-resolved's stub) alone.
     rc_manager: str = "symlink"
     dns: str = "default"
+    ra: RaPolicy = field(default_factory=RaPolicy)  # [ra] and [ra "IFNAME"]
 
 
 def _parse_main(section: Section, path: str) -> dict[str, str]:
@@ -46,11 +48,15 @@ def _parse_main(section: Section, path: str) -> dict[str, str]:
 def parse_settings(text: str, path: str) -> Settings:
     values: dict[str, str] = {}
     main_line = 0
+    ra_sections: list[Section] = []
     for section in parse_keyfile(text, path):
+        if section.name == "ra":
+            ra_sections.append(section)
+            continue
         if section.name != "main" or section.argument is not None:
             raise ConfigError(path, section.line, f"unknown section [{section.name}]")
         if main_line:
             raise ConfigError(path, section.line, f"[main] is already on line {main_line}")
         main_line = section.line
         values.update(_parse_main(section, path))
-    return Settings(**values)
+    return Settings(**values, ra=parse_ra_sections(ra_sections, path))
