@@ -10,6 +10,7 @@ from pathlib import Path
 
 from netpathd.app import build_parser as daemon_parser
 from netpathd.ctl.main import build_parser as ctl_parser
+from netpathd.ctl.resolvconf import LONG_OPTIONS, SHORT_OPTIONS
 from netpathd.ctl.run import build_parser as run_parser
 
 
@@ -37,9 +38,15 @@ def options(parser: argparse.ArgumentParser) -> set[str]:
     }
 
 
+def resolvconf_options() -> set[str]:
+    """`netpathctl resolvconf` reads its options with getopt, as resolvconf does."""
+    short = {f"-{letter}" for letter in SHORT_OPTIONS.replace(":", "")}
+    return short | {f"--{name.rstrip('=')}" for name in LONG_OPTIONS}
+
+
 def ctl_options() -> set[str]:
-    # `netpathctl run` parses its own arguments (it must not load the D-Bus client).
-    return options(ctl_parser()) | options(run_parser())
+    # `netpathctl run` and `resolvconf` parse their own arguments (neither may load more).
+    return options(ctl_parser()) | options(run_parser()) | resolvconf_options()
 
 
 def daemon_options() -> set[str]:

@@ -54,9 +54,13 @@ class Request:
     text: str = ""
 
 
+SHORT_OPTIONS = "a:d:fhilm:pux"  # getopt's spelling: a colon follows an option's argument
+LONG_OPTIONS = ["bus-address=", "help"]
+
+
 def parse_args(argv: list[str]) -> Request:
     try:
-        options, rest = getopt.getopt(argv, "a:d:fhilm:pux", ["bus-address=", "help"])
+        options, rest = getopt.getopt(argv, SHORT_OPTIONS, LONG_OPTIONS)
     except getopt.GetoptError as error:
         raise Usage(str(error)) from None
     request = Request(bus_address=os.environ.get(BUS_ADDRESS_ENV) or None)

@@ -164,6 +164,9 @@ class RaDnsTable:
         return [item[2] for item in self.links.get(ifindex, {}) if item[1] is kind]
 
 
+RA_KEYS = frozenset({"use-dns"})  # of [ra] and [ra "IFNAME"]
+
+
 @dataclass(frozen=True, slots=True)
 class RaPolicy:
     """``[ra] use-dns`` and ``[ra "IFNAME"] use-dns`` of netpathd.conf.
@@ -187,7 +190,7 @@ def parse_ra_sections(sections: list[Section], path: str) -> RaPolicy:
             raise ConfigError(path, section.line, f"this [ra] section is already on {where}")
         seen[section.argument] = section.line
         for entry in section.entries:
-            if entry.key != "use-dns":
+            if entry.key not in RA_KEYS:
                 raise ConfigError(path, entry.line, f"unknown key {entry.key!r} in [ra]")
             if section.argument is None:
                 use_dns = parse_bool(entry, path)
