@@ -15,16 +15,11 @@ from pathlib import Path
 import pytest
 
 from tests.support.bus import PrivateBus
-from tests.support.ctl import netpathctl
+from tests.support.ctl import NETPATHCTL, netpathctl
 from tests.support.daemon import Daemon, daemon_argv, daemon_env
 from tests.support.netns import Netns
 
-EX_USAGE, EX_UNAVAILABLE = 64, 69
-NETPATHCTL = (
-    sys.executable,
-    "-m",
-    "netpathd.ctl.main",
-)  # sysexits.h, as systemd names them in `systemctl status`
+EX_USAGE, EX_UNAVAILABLE = 64, 69  # sysexits.h, as systemd names them in `systemctl status`
 
 
 def one_line(stderr: str) -> str:

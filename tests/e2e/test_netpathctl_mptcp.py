@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.support.bus import PrivateBus
-from tests.support.ctl import netpathctl, netpathctl_ok
+from tests.support.ctl import NETPATHCTL, netpathctl, netpathctl_ok
 from tests.support.daemon import Daemon, daemon_env
 from tests.support.netns import Netns
 
@@ -182,8 +182,7 @@ def test_show_and_monitor(daemon: Daemon, ns: Netns, bus: PrivateBus) -> None:
     assert ok(bus, "mptcp", "show") == ""
     assert json.loads(ok(bus, "--json", "mptcp", "show")) == []
     monitor = subprocess.Popen(
-        [sys.executable, "-m", "netpathd.ctl.main", f"--bus-address={bus.address}", "--json",
-         "mptcp", "monitor"],
+        [*NETPATHCTL, f"--bus-address={bus.address}", "--json", "mptcp", "monitor"],
         env=daemon_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
     )  # fmt: skip
     assert monitor.stdout is not None

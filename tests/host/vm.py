@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.packages import run_build_script
+
 HERE = Path(__file__).resolve().parent
 QEMU = "qemu-system-x86_64"
 # Generous bounds for a loaded 2-core machine: the image build downloads ~170 MB, and the
@@ -73,16 +75,8 @@ def qemu_missing() -> str | None:
 def build_image() -> tuple[Path, float]:
     """The cached image's folder, and how long getting it took."""
     begin = time.monotonic()
-    done = subprocess.run(
-        [str(HERE / "build-image")],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=IMAGE_TIMEOUT,
-    )
-    if done.returncode != 0:
-        raise AssertionError(f"tests/host/build-image failed:\n{done.stderr[-4000:]}")
-    return Path(done.stdout.split()[-1]), time.monotonic() - begin
+    image = run_build_script(HERE / "build-image", timeout=IMAGE_TIMEOUT)
+    return image, time.monotonic() - begin
 
 
 def run_steps(image: Path, deb: Path, steps: list[str], share: Path) -> GuestRun:

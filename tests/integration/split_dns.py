@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 from dbus_fast import Variant
 
 from tests.support.dbus_client import BusClient
-from tests.support.dns_servers import StandIn, dig
+from tests.support.dns_servers import StandIn, dig, stand_in
 from tests.support.netns import Netns
 
 DNS = "org.netpathd1.Dns"
@@ -53,6 +55,17 @@ class SplitDns:
 
 def default_route(ns: Netns, link: str, gateway: str, metric: int) -> None:
     ns.ip("route", "replace", "default", "via", gateway, "dev", link, "metric", str(metric))
+
+
+@contextmanager
+def split_dns(ns: Netns, workdir: Path, resolver: str) -> Iterator[SplitDns]:
+    """Both stand-ins up, wan0 the default route, queries sent to ``resolver``."""
+    with (
+        stand_in(ns, "corp0", "198.51.100", workdir) as corp,
+        stand_in(ns, "wan0", "203.0.113", workdir) as wan,
+    ):
+        default_route(ns, "wan0", "203.0.113.53", 100)
+        yield SplitDns(ns, resolver, corp, wan)
 
 
 async def wait_state(client: BusClient, wanted: str) -> None:

@@ -13,15 +13,15 @@ import pytest
 from tests.integration.split_dns import (
     DNS,
     SplitDns,
-    default_route,
     prepare,
     run_scenario,
+    split_dns,
     wait_state,
 )
 from tests.support.bus import PrivateBus
 from tests.support.daemon import Daemon, running_daemon
 from tests.support.dbus_client import bus_client
-from tests.support.dns_servers import DNSMASQ, stand_in
+from tests.support.dns_servers import DNSMASQ
 from tests.support.netns import Netns
 
 pytestmark = pytest.mark.integration
@@ -29,12 +29,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def split(ns: Netns, tmp_path: Path) -> Iterator[SplitDns]:
-    with (
-        stand_in(ns, "corp0", "198.51.100", tmp_path) as corp,
-        stand_in(ns, "wan0", "203.0.113", tmp_path) as wan,
-    ):
-        default_route(ns, "wan0", "203.0.113.53", 100)
-        yield SplitDns(ns, "127.0.0.1", corp, wan)
+    with split_dns(ns, tmp_path, "127.0.0.1") as made:
+        yield made
 
 
 @pytest.fixture

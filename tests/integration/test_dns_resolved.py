@@ -15,15 +15,14 @@ from dbus_fast import Variant
 from tests.integration.split_dns import (
     DNS,
     SplitDns,
-    default_route,
     prepare,
     run_scenario,
+    split_dns,
     wait_state,
 )
 from tests.support.bus import PrivateBus
 from tests.support.daemon import Daemon, running_daemon
 from tests.support.dbus_client import bus_client
-from tests.support.dns_servers import stand_in
 from tests.support.netns import Netns
 from tests.support.resolved import RESOLVED_BINARY, Resolved, holder, holder_bus, resolved
 
@@ -44,16 +43,14 @@ class Frame:
 def resolved_frame(ns: Netns, tmp_path: Path, *, start: bool = True) -> Iterator[Frame]:
     assert RESOLVED_BINARY.exists(), "run scripts/setup: it extracts systemd-resolved"
     with (
-        stand_in(ns, "corp0", "198.51.100", tmp_path) as corp,
-        stand_in(ns, "wan0", "203.0.113", tmp_path) as wan,
+        split_dns(ns, tmp_path, "127.0.0.53") as split,
         holder(ns, tmp_path) as held,
         holder_bus(held) as bus,
         resolved(held, bus, start=start) as running,
     ):
-        default_route(ns, "wan0", "203.0.113.53", 100)
         prepare(tmp_path, "systemd-resolved")
         with running_daemon(ns, bus, tmp_path) as daemon:
-            yield Frame(SplitDns(ns, "127.0.0.53", corp, wan), bus, running, daemon)
+            yield Frame(split, bus, running, daemon)
 
 
 @pytest.fixture

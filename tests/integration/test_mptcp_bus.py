@@ -24,7 +24,7 @@ from tests.integration.test_mptcp_kernel import CLIENT, SERVER, read_line, start
 from tests.support.bus import PrivateBus, private_bus
 from tests.support.daemon import Daemon, running_daemon, start_daemon
 from tests.support.dbus_client import BusClient, CallError, bus_client
-from tests.support.netns import Netns, guide_paths, netns, veth
+from tests.support.netns import Netns, guide_paths, netns
 
 pytestmark = pytest.mark.integration
 
@@ -233,15 +233,6 @@ async def test_guide_scenario_through_dbus(tmp_path: Path) -> None:
 
 
 # -- persistence, drift and runtime-only changes ----------------------------------------------
-
-
-@pytest.fixture
-def eth_ns(ns: Netns) -> Iterator[Netns]:
-    """``ns`` with a veth end "eth1" holding 192.0.2.1/24."""
-    with netns() as peer:
-        veth(ns, "eth1", peer, "eth1")
-        ns.ip("address", "add", "192.0.2.1/24", "dev", "eth1")
-        yield ns
 
 
 async def test_restart_restores_without_duplicates(

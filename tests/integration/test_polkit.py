@@ -201,6 +201,7 @@ async def test_reads_stay_open_to_everyone(pk_daemon: Daemon, pk_bus: PrivateBus
     for interface, member in (
         (DNS, "GetConnections"),
         (DNS, "Explain"),
+        (DNS, "ExplainDomains"),
         (MPTCP, "GetConnections"),
         (MPTCP, "ListApps"),
     ):

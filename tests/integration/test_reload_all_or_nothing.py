@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.test_mptcp_kernel import endpoints
 from tests.support.bus import PrivateBus
 from tests.support.daemon import Daemon, running_daemon
 from tests.support.dbus_client import BusClient, CallError, bus_client
-from tests.support.netns import Netns, netns, veth
+from tests.support.netns import Netns
 
 pytestmark = pytest.mark.integration
 
@@ -31,25 +32,12 @@ GOOD_DNS = (
 
 
 @pytest.fixture
-def eth_ns(ns: Netns) -> Iterator[Netns]:
-    """``ns`` with a veth end "eth1" holding 192.0.2.1/24."""
-    with netns() as peer:
-        veth(ns, "eth1", peer, "eth1")
-        ns.ip("address", "add", "192.0.2.1/24", "dev", "eth1")
-        yield ns
-
-
-@pytest.fixture
 def daemon(eth_ns: Netns, bus: PrivateBus, tmp_path: Path) -> Iterator[Daemon]:
     """netpathd with GOOD_MPTCP as the administrator's mptcp.conf, ready."""
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "mptcp.conf").write_text(GOOD_MPTCP)
     with running_daemon(eth_ns, bus, tmp_path) as started:
         yield started
-
-
-def endpoints(ns: Netns) -> str:
-    return ns.ip("mptcp", "endpoint", "show").stdout
 
 
 def state_files(daemon: Daemon) -> dict[str, bytes]:

@@ -8,10 +8,12 @@ import sys
 
 from tests.support.daemon import daemon_env
 
+NETPATHCTL = (sys.executable, "-m", "netpathd.ctl.main")  # this tree's, not an installed one
+
 
 def netpathctl(bus_address: str, *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "netpathd.ctl.main", f"--bus-address={bus_address}", *argv],
+        [*NETPATHCTL, f"--bus-address={bus_address}", *argv],
         env=daemon_env(),
         capture_output=True,
         text=True,

@@ -98,20 +98,26 @@ class BusClient:
                     return
 
 
-@asynccontextmanager
-async def bus_client(address: str) -> AsyncIterator[BusClient]:
-    bus = await MessageBus(bus_address=address).connect()
-    client = BusClient(bus)
-    await bus.call(
+async def add_match(bus: MessageBus, rule: str) -> None:
+    """Have the bus daemon route the signals matching ``rule`` to ``bus``."""
+    reply = await bus.call(
         Message(
             destination="org.freedesktop.DBus",
             path="/org/freedesktop/DBus",
             interface="org.freedesktop.DBus",
             member="AddMatch",
             signature="s",
-            body=[f"type='signal',sender='{DEST}',path='{PATH}'"],
+            body=[rule],
         )
     )
+    assert reply is not None and reply.message_type is MessageType.METHOD_RETURN, reply
+
+
+@asynccontextmanager
+async def bus_client(address: str) -> AsyncIterator[BusClient]:
+    bus = await MessageBus(bus_address=address).connect()
+    client = BusClient(bus)
+    await add_match(bus, f"type='signal',sender='{DEST}',path='{PATH}'")
     try:
         yield client
     finally:

@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.bus import PrivateBus, private_bus
 from tests.support.daemon import Daemon, running_daemon
-from tests.support.netns import Netns, netns
+from tests.support.netns import Netns, netns, veth
 
 
 @pytest.fixture
@@ -17,6 +17,15 @@ def ns() -> Iterator[Netns]:
     """A fresh network namespace with loopback up, deleted after the test."""
     with netns() as created:
         yield created
+
+
+@pytest.fixture
+def eth_ns(ns: Netns) -> Iterator[Netns]:
+    """``ns`` with a veth end "eth1" holding 192.0.2.1/24."""
+    with netns() as peer:
+        veth(ns, "eth1", peer, "eth1")
+        ns.ip("address", "add", "192.0.2.1/24", "dev", "eth1")
+        yield ns
 
 
 @pytest.fixture

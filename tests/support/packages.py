@@ -25,17 +25,19 @@ def _output_dir() -> Path:
     return path
 
 
-def _build(script: str, out: Path) -> Path:
+def run_build_script(script: Path, *args: str, timeout: float) -> Path:
+    """Run a build script and return the path its output ends with (what it built)."""
     done = subprocess.run(
-        [str(ROOT / "packaging" / script), str(out)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=BUILD_TIMEOUT,
+        [str(script), *args], capture_output=True, text=True, check=False, timeout=timeout
     )
     if done.returncode != 0:
-        raise AssertionError(f"packaging/{script} failed:\n{done.stdout}\n{done.stderr}")
+        name = script.relative_to(ROOT)
+        raise AssertionError(f"{name} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
     return Path(done.stdout.split()[-1])
+
+
+def _build(script: str, out: Path) -> Path:
+    return run_build_script(ROOT / "packaging" / script, str(out), timeout=BUILD_TIMEOUT)
 
 
 @functools.cache

@@ -28,6 +28,7 @@ from dbus_fast.aio import MessageBus
 
 from netpathd.bus.polkit import DNS_CONFIGURE_RUNTIME
 from tests.support.bus import PrivateBus, private_bus
+from tests.support.dbus_client import add_match
 from tests.support.netns import run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,17 +142,7 @@ async def _watching(address: str, member: str, extra: str) -> AsyncIterator[asyn
             queue.put_nowait(None)
 
     bus.add_message_handler(on_message)
-    reply = await bus.call(
-        Message(
-            destination="org.freedesktop.DBus",
-            path="/org/freedesktop/DBus",
-            interface="org.freedesktop.DBus",
-            member="AddMatch",
-            signature="s",
-            body=[f"type='signal',member='{member}',{extra}"],
-        )
-    )
-    assert reply is not None and reply.message_type is MessageType.METHOD_RETURN
+    await add_match(bus, f"type='signal',member='{member}',{extra}")
     try:
         yield queue
     finally:

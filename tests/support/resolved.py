@@ -11,16 +11,14 @@ installing it would rewrite the host's /etc/resolv.conf.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.bus import PrivateBus, write_bus_config
+from tests.support.bus import PrivateBus, private_bus
 from tests.support.netns import Netns, run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,32 +123,9 @@ def _stop(process: subprocess.Popen[str]) -> None:
 @contextmanager
 def holder_bus(held: Holder) -> Iterator[PrivateBus]:
     """A private system-like bus inside the holder, with resolved's policy beside ours."""
-    directory = Path(tempfile.mkdtemp(prefix="netpathd-bus-"))
-    directory.chmod(0o755)
-    try:
-        config = write_bus_config(
-            directory, {"org.freedesktop.resolve1.conf": RESOLVED_POLICY.read_text()}
-        )
-        process = subprocess.Popen(
-            held.argv(
-                "dbus-daemon",
-                f"--config-file={config}",
-                "--nofork",
-                "--nopidfile",
-                "--print-address",
-            ),
-            stdout=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        try:
-            assert process.stdout is not None
-            assert process.stdout.readline().strip(), "dbus-daemon did not start in the holder"
-            yield PrivateBus(directory, process)
-        finally:
-            _stop(process)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    policies = {"org.freedesktop.resolve1.conf": RESOLVED_POLICY.read_text()}
+    with private_bus(policies, prefix=held.argv()) as bus:
+        yield bus
 
 
 @dataclass

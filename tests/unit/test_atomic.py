@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import threading
 import time
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 
 from netpathd.errors import Failed
 from netpathd.files.atomic import remove_stale_temporaries, write_atomic
+from tests.support.fifo import fifo_at
 
 
 def mode_of(path: Path) -> int:
@@ -126,17 +126,9 @@ def test_durable_writes_fsync_file_and_directory(
 
 def test_a_fifo_in_the_files_place_is_replaced_without_blocking(tmp_path: Path) -> None:
     target = tmp_path / "mptcp-applied.conf"
-    os.mkfifo(target)
-    # Should the comparison read block on the FIFO, a writer after 5 s lets it finish, so the
-    # test fails on its time bound instead of hanging.
-    unblock = threading.Timer(5, lambda: target.open("w").close())
-    unblock.daemon = True
-    unblock.start()
-    started = time.monotonic()
-    try:
+    with fifo_at(target):
+        started = time.monotonic()
         assert write_atomic(target, b"[automatic]\n") is True
-    finally:
-        unblock.cancel()
     assert time.monotonic() - started < 2
     assert stat.S_ISREG(target.stat().st_mode)
     assert target.read_bytes() == b"[automatic]\n"

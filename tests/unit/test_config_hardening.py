@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from netpathd.model.keyfile import parse_keyfile
 from netpathd.model.mptcp import Endpoint, parse_address, validate_endpoint
 from netpathd.model.mptcp_config import parse_config
 from netpathd.model.settings import parse_settings
+from tests.support.fifo import fifo_at
 
 BASE: dict[str, object] = {"connection.interface-name": "eth0", "connection.type": "ethernet"}
 
@@ -113,18 +112,9 @@ def test_a_duplicate_main_section_is_refused() -> None:
 
 def test_a_fifo_is_refused_at_once(tmp_path: Path) -> None:
     fifo = tmp_path / "mptcp.conf"
-    os.mkfifo(fifo)
-    # Should the read block, a writer opening the FIFO after 5 s lets it finish: the test then
-    # fails on its assertions instead of hanging.
-    unblock = threading.Timer(5, lambda: fifo.open("w").close())
-    unblock.daemon = True
-    unblock.start()
-    started = time.monotonic()
-    try:
-        with pytest.raises(ConfigError) as caught:
-            read_config_text(fifo)
-    finally:
-        unblock.cancel()
+    with fifo_at(fifo), pytest.raises(ConfigError) as caught:
+        started = time.monotonic()
+        read_config_text(fifo)
     assert time.monotonic() - started < 2
     assert caught.value.message == f"{fifo}:0: not a regular file (a FIFO)"
 

@@ -196,6 +196,24 @@ def test_limit_ranges_read_as_the_daemons(words: list[str], message: str) -> Non
 @pytest.mark.parametrize(
     ("words", "message"),
     [
+        (["subflows", "3", "sublows", "4"], "unknown word 'sublows'"),
+        (["8"], "unknown word '8'"),
+    ],
+)
+def test_limits_name_the_word_they_do_not_know(words: list[str], message: str) -> None:
+    with pytest.raises(UsageError, match=rf"^{message}: expected \[subflows N\]"):
+        mptcp.limit_values(words)
+
+
+async def test_delete_names_the_extra_words_before_asking_the_daemon() -> None:
+    args = argparse.Namespace(words=["192.0.2.1", "192.0.2.2"])
+    with pytest.raises(UsageError, match=r"^one endpoint at a time, not '192\.0\.2\.1 192"):
+        await mptcp.endpoint_delete(None, args)  # type: ignore[arg-type]  # never reached
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
         (["192.0.2.1", "id", "-1"], "endpoint id -1 outside 0..255"),
         (["192.0.2.1", "id", "4294967296"], "endpoint id 4294967296 outside 0..255"),
         (["192.0.2.1", "port", "-1", "signal"], "port -1 outside 0..65535"),

@@ -136,7 +136,9 @@ async def _resolve_id(client: Client, words: list[str]) -> int:
     if "id" in found:
         return _endpoint_id(found["id"], allow_zero=False)
     if len(rest) != 1:
-        raise UsageError(f"expected {DELETE_GRAMMAR}")
+        raise UsageError(
+            f"one endpoint at a time, not {' '.join(rest)!r}: expected {DELETE_GRAMMAR}"
+        )
     for endpoint in await _endpoints(client):
         if endpoint["address"] == rest[0]:
             return int(endpoint["id"])
@@ -186,7 +188,9 @@ async def limits_show(client: Client, args: argparse.Namespace) -> None:
 def limit_values(words: list[str]) -> dict[str, int]:
     """``[subflows N] [add_addr_accepted N]``: the limits given, by their kernel names."""
     found, rest = _pairs(words, ["subflows", "add_addr_accepted"])
-    if rest or not found:
+    if rest:
+        raise UsageError(f"unknown word {rest[0]!r}: expected {LIMITS_GRAMMAR}")
+    if not found:
         raise UsageError(f"expected {LIMITS_GRAMMAR}")
     limits = {name: _integer(word, name) for name, word in found.items()}
     with checked_here():

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from dbus_fast import Message
+
 from netpathd.errors import NetpathdError
 from netpathd.model.dns_plan import DnsMode, DnsPlan
 
@@ -131,3 +133,17 @@ class PushingBackend(ABC):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+
+async def bus_daemon_match(bus: MessageBus, member: str, rule: str) -> None:
+    """`AddMatch` or `RemoveMatch` of `rule`: the bus daemon answers, not the back-end."""
+    await bus.call(
+        Message(
+            destination="org.freedesktop.DBus",
+            path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus",
+            member=member,
+            signature="s",
+            body=[rule],
+        )
+    )

@@ -18,9 +18,13 @@ import signal
 import time
 
 from dbus_fast import Message, MessageType
-from dbus_fast.aio import MessageBus
 
-from netpathd.dns_backends.base import BackendContext, BackendUnavailable, PushingBackend
+from netpathd.dns_backends.base import (
+    BackendContext,
+    BackendUnavailable,
+    PushingBackend,
+    bus_daemon_match,
+)
 from netpathd.model.dns_plan import DEFAULT_DOMAIN, DnsMode, DnsPlan
 
 log = logging.getLogger(__name__)
@@ -140,7 +144,9 @@ class DnsmasqBackend(PushingBackend):
         if bus is not None and self._subscribed:
             bus.remove_message_handler(self._on_message)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._bus_call(bus, "RemoveMatch"), CALL_TIMEOUT)
+                await asyncio.wait_for(
+                    bus_daemon_match(bus, "RemoveMatch", self._match), CALL_TIMEOUT
+                )
 
     async def _supervise(self) -> None:
         await self._subscribe()
@@ -205,21 +211,9 @@ class DnsmasqBackend(PushingBackend):
         bus.add_message_handler(self._on_message)
         self._subscribed = True
         try:
-            await asyncio.wait_for(self._bus_call(bus, "AddMatch"), CALL_TIMEOUT)
+            await asyncio.wait_for(bus_daemon_match(bus, "AddMatch", self._match), CALL_TIMEOUT)
         except TimeoutError:
             log.warning("could not subscribe to dnsmasq's Up signal: the bus did not answer")
-
-    async def _bus_call(self, bus: MessageBus, member: str) -> None:
-        await bus.call(
-            Message(
-                destination="org.freedesktop.DBus",
-                path="/org/freedesktop/DBus",
-                interface="org.freedesktop.DBus",
-                member=member,
-                signature="s",
-                body=[self._match],
-            )
-        )
 
     def _on_message(self, message: Message) -> bool | None:
         if (

@@ -21,7 +21,12 @@ from typing import Any
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
-from netpathd.dns_backends.base import BackendContext, BackendUnavailable, PushingBackend
+from netpathd.dns_backends.base import (
+    BackendContext,
+    BackendUnavailable,
+    PushingBackend,
+    bus_daemon_match,
+)
 from netpathd.model.dns_plan import DnsMode, DnsPlan, LinkDns
 
 log = logging.getLogger(__name__)
@@ -91,7 +96,9 @@ class ResolvedBackend(PushingBackend):
         if self._subscribed:
             bus.remove_message_handler(self._on_message)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(_match(bus, "RemoveMatch"), CALL_TIMEOUT)
+                await asyncio.wait_for(
+                    bus_daemon_match(bus, "RemoveMatch", OWNER_MATCH), CALL_TIMEOUT
+                )
 
     async def _call(self, bus: MessageBus, member: str, signature: str, body: list[Any]) -> None:
         message = Message(
@@ -123,7 +130,7 @@ class ResolvedBackend(PushingBackend):
         bus.add_message_handler(self._on_message)
         self._subscribed = True
         try:
-            await asyncio.wait_for(_match(bus, "AddMatch"), CALL_TIMEOUT)
+            await asyncio.wait_for(bus_daemon_match(bus, "AddMatch", OWNER_MATCH), CALL_TIMEOUT)
         except TimeoutError:
             log.warning("could not watch %s on the bus: no answer to AddMatch", BUS_NAME)
 
@@ -143,16 +150,3 @@ class ResolvedBackend(PushingBackend):
             else:
                 self.set_state("unavailable: systemd-resolved left the bus")
         return None
-
-
-async def _match(bus: MessageBus, member: str) -> None:
-    await bus.call(
-        Message(
-            destination="org.freedesktop.DBus",
-            path="/org/freedesktop/DBus",
-            interface="org.freedesktop.DBus",
-            member=member,
-            signature="s",
-            body=[OWNER_MATCH],
-        )
-    )
