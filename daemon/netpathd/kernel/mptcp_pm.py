@@ -35,6 +35,7 @@ from pyroute2.netlink.generic.mptcp import (
 )
 
 from netpathd.errors import AlreadyExists, Failed, InvalidArgument, NotFound, NotSupported
+from netpathd.kernel.blocking_netlink import request_off_loop
 from netpathd.model.mptcp import (
     MAX_ENDPOINTS,
     Endpoint,
@@ -153,6 +154,20 @@ class MptcpPm:
 
         return await asyncio.wait_for(collect(), REQUEST_TIMEOUT)
 
+    async def _request_off_loop(self, cmd: int, attrs: list[Any]) -> None:
+        """For the commands whose kernel handler sleeps (``netpathd.kernel.blocking_netlink``)."""
+        if self._sock is None:
+            raise Failed("MPTCP path manager adapter is not open")
+        msg = pm_msg()
+        msg["cmd"] = cmd
+        msg["version"] = 1
+        msg["attrs"] = attrs
+        msg["header"]["type"] = self._sock.prid
+        msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK
+        msg["header"]["sequence_number"] = 1
+        msg.encode()
+        await request_off_loop(bytes(msg.data), 1, REQUEST_TIMEOUT)
+
     async def get_limits(self) -> Limits:
         try:
             (reply,) = await self._request(MPTCP_PM_CMD_GET_LIMITS, [], NLM_F_REQUEST)
@@ -191,11 +206,17 @@ class MptcpPm:
             return 0
 
     async def add_endpoint(self, endpoint: Endpoint) -> int:
-        """Add ``endpoint``; returns its id, the kernel's choice when ``endpoint.id`` is 0.
+        """Add ``endpoint``; returns its id, the kernel's choice when ``endpoint.id`` is 0."""
+        new_id, _ = await self.add_endpoint_and_list(endpoint)
+        return new_id
+
+    async def add_endpoint_and_list(self, endpoint: Endpoint) -> tuple[int, list[Endpoint]]:
+        """Add ``endpoint``; returns its id and the table read right after.
 
         ``mptcp_pm_nl_add_addr_doit`` (net/mptcp/pm_kernel.c) acks with 0 and
         no id, so the new entry is read back and found by address and port,
-        which the kernel keeps unique (a duplicate is EEXIST).
+        which the kernel keeps unique (a duplicate is EEXIST); a caller that
+        needs the table too gets that same read instead of a second dump.
         """
         validate_endpoint(endpoint)
         ifindex = if_nametoindex(endpoint.interface) if endpoint.interface else endpoint.ifindex
@@ -213,9 +234,10 @@ class MptcpPm:
             await self._request(MPTCP_PM_CMD_ADD_ADDR, [_addr_nla(addr)])
         except NetlinkError as error:
             raise _add_error(endpoint, error) from None
-        for added in await self.list_endpoints():
+        table = await self.list_endpoints()
+        for added in table:
             if added.address == endpoint.address and added.port == endpoint.port:
-                return added.id
+                return added.id, table
         raise Failed(f"endpoint {endpoint.address} was accepted but is not in the kernel's table")
 
     async def remove_endpoint(self, endpoint_id: int) -> None:
@@ -225,7 +247,7 @@ class MptcpPm:
         """
         validate_endpoint_id(endpoint_id, allow_zero=False)
         try:
-            await self._request(
+            await self._request_off_loop(
                 MPTCP_PM_CMD_DEL_ADDR, [_addr_nla([("MPTCP_PM_ADDR_ATTR_ID", endpoint_id)])]
             )
         except NetlinkError as error:
@@ -256,7 +278,7 @@ class MptcpPm:
     async def flush_endpoints(self) -> None:
         """Remove every endpoint; the limits stay as they are (measured on 6.18)."""
         try:
-            await self._request(MPTCP_PM_CMD_FLUSH_ADDRS, [])
+            await self._request_off_loop(MPTCP_PM_CMD_FLUSH_ADDRS, [])
         except NetlinkError as error:
             raise _failed("flushing MPTCP endpoints", error) from None
 
