@@ -79,10 +79,10 @@ async def sleeping_requests_on_loop(args: dict[str, Any]) -> list[int]:
             await pm.add_endpoint(endpoint({"address": address, "flags": ["subflow"]}))
         loop_request = pm._request
 
-        async def watched(cmd: int, *rest: Any) -> Any:
+        async def watched(cmd: int, *rest: Any, **options: Any) -> Any:
             if cmd in sleeping:
                 on_loop.append(cmd)
-            return await loop_request(cmd, *rest)
+            return await loop_request(cmd, *rest, **options)
 
         pm._request = watched  # type: ignore[method-assign]
         first = next(e for e in await pm.list_endpoints() if str(e.address) == args["addresses"][0])

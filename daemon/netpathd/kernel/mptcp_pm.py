@@ -1,7 +1,7 @@
 """Adapter over the kernel's MPTCP path manager ("mptcp_pm" generic netlink family).
 
 Acts on the network namespace of the calling process.  Built on pyroute2's
-async generic netlink socket and its ``mptcp_msg`` nla classes, extended with
+``mptcp_msg`` nla classes (sent by ``netpathd.kernel.genl_transport``), extended with
 what pyroute2 0.9.7 lacks: ``SET_FLAGS``, the event attributes, and a correct
 type for ``MPTCP_PM_ADDR_ATTR_IF_IDX`` (s32 in include/uapi/linux/mptcp_pm.h;
 pyroute2 declares it 'hex', so dumps show ``'02:00:00:00'`` and an int cannot
@@ -19,9 +19,7 @@ import errno
 import socket
 from typing import Any
 
-from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.generic import AsyncGenericNetlinkSocket
 from pyroute2.netlink.generic.mptcp import (
     MPTCP_GENL_NAME,
     MPTCP_PM_CMD_ADD_ADDR,
@@ -35,7 +33,7 @@ from pyroute2.netlink.generic.mptcp import (
 )
 
 from netpathd.errors import AlreadyExists, Failed, InvalidArgument, NotFound, NotSupported
-from netpathd.kernel.blocking_netlink import request_off_loop
+from netpathd.kernel.genl_transport import GenlTransport
 from netpathd.model.mptcp import (
     MAX_ENDPOINTS,
     Endpoint,
@@ -111,7 +109,8 @@ class MptcpPm:
     """
 
     def __init__(self) -> None:
-        self._sock: Any = None
+        self._transport: GenlTransport | None = None
+        self._family = 0
 
     async def __aenter__(self) -> MptcpPm:
         await self.open()
@@ -121,56 +120,51 @@ class MptcpPm:
         self.close()
 
     async def open(self) -> None:
-        sock = AsyncGenericNetlinkSocket(ext_ack=True)
+        transport = GenlTransport()
         try:
-            await sock.setup_endpoint()
-            await asyncio.wait_for(sock.bind(MPTCP_GENL_NAME, pm_msg), REQUEST_TIMEOUT)
+            family = await asyncio.wait_for(transport.family_id(MPTCP_GENL_NAME), REQUEST_TIMEOUT)
         except NetlinkError as error:
-            sock.close()
+            transport.close()
             if error.code == errno.ENOENT:
                 raise NotSupported("the kernel has no MPTCP path manager (CONFIG_MPTCP)") from None
             raise _failed("resolving the mptcp_pm netlink family", error) from None
-        self._sock = sock
+        except BaseException:
+            transport.close()
+            raise
+        self._transport, self._family = transport, family
 
     def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
 
-    async def _request(
-        self, cmd: int, attrs: list[Any], flags: int = NLM_F_REQUEST | NLM_F_ACK
-    ) -> list[Any]:
-        if self._sock is None:
+    def _open_transport(self) -> GenlTransport:
+        if self._transport is None:
             raise Failed("MPTCP path manager adapter is not open")
-        msg = pm_msg()
-        msg["cmd"] = cmd
-        msg["version"] = 1
-        msg["attrs"] = attrs
+        return self._transport
 
-        async def collect() -> list[Any]:
-            # pyroute2's answers are lazy: errors only surface while iterating.
-            response = await self._sock.nlm_request(msg, msg_type=self._sock.prid, msg_flags=flags)
-            return [reply async for reply in response if reply.get("cmd") == cmd]
-
-        return await asyncio.wait_for(collect(), REQUEST_TIMEOUT)
+    async def _request(self, cmd: int, attrs: list[Any], *, dump: bool = False) -> list[Any]:
+        transport = self._open_transport()
+        request = _message(cmd, attrs)
+        answers = await asyncio.wait_for(
+            transport.request(request, self._family, dump=dump), REQUEST_TIMEOUT
+        )
+        replies = []
+        for answer in answers:
+            reply = pm_msg(answer)
+            reply.decode()
+            if reply.get("cmd") == cmd:
+                replies.append(reply)
+        return replies
 
     async def _request_off_loop(self, cmd: int, attrs: list[Any]) -> None:
-        """For the commands whose kernel handler sleeps (``netpathd.kernel.blocking_netlink``)."""
-        if self._sock is None:
-            raise Failed("MPTCP path manager adapter is not open")
-        msg = pm_msg()
-        msg["cmd"] = cmd
-        msg["version"] = 1
-        msg["attrs"] = attrs
-        msg["header"]["type"] = self._sock.prid
-        msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK
-        msg["header"]["sequence_number"] = 1
-        msg.encode()
-        await request_off_loop(bytes(msg.data), 1, REQUEST_TIMEOUT)
+        """For the commands whose kernel handler sleeps (``netpathd.kernel.genl_transport``)."""
+        transport = self._open_transport()
+        await transport.request_off_loop(_message(cmd, attrs), self._family, REQUEST_TIMEOUT)
 
     async def get_limits(self) -> Limits:
         try:
-            (reply,) = await self._request(MPTCP_PM_CMD_GET_LIMITS, [], NLM_F_REQUEST)
+            (reply,) = await self._request(MPTCP_PM_CMD_GET_LIMITS, [])
         except NetlinkError as error:
             raise _failed("reading MPTCP limits", error) from None
         return Limits(
@@ -193,7 +187,7 @@ class MptcpPm:
 
     async def list_endpoints(self) -> list[Endpoint]:
         try:
-            replies = await self._request(MPTCP_PM_CMD_GET_ADDR, [], NLM_F_REQUEST | NLM_F_DUMP)
+            replies = await self._request(MPTCP_PM_CMD_GET_ADDR, [], dump=True)
         except NetlinkError as error:
             raise _failed("reading MPTCP endpoints", error) from None
         return [_endpoint_from_nla(reply.get_attr("MPTCP_PM_ATTR_ADDR")) for reply in replies]
@@ -281,6 +275,14 @@ class MptcpPm:
             await self._request_off_loop(MPTCP_PM_CMD_FLUSH_ADDRS, [])
         except NetlinkError as error:
             raise _failed("flushing MPTCP endpoints", error) from None
+
+
+def _message(cmd: int, attrs: list[Any]) -> Any:
+    msg = pm_msg()
+    msg["cmd"] = cmd
+    msg["version"] = 1
+    msg["attrs"] = attrs
+    return msg
 
 
 def _addr_nla(attrs: list[tuple[str, Any]]) -> tuple[str, dict[str, Any], int]:
