@@ -199,8 +199,9 @@ class DnsManager:
 
     def checked_connection(self, name: str, settings: Mapping[str, object]) -> DnsConnection:
         """The connection ``settings`` would make of ``name``; InvalidArgument if none."""
-        existing = {conn.name: conn for conn, _ in self.connections()}.get(name)
-        next_seq = max((conn.created_seq for conn, _ in self.connections()), default=-1) + 1
+        conns = [conn for conn, _ in self.connections()]
+        existing = next((conn for conn in conns if conn.name == name), None)
+        next_seq = max((conn.created_seq for conn in conns), default=-1) + 1
         return merge_settings(existing, name, settings, created_seq=next_seq)
 
     def set_connection(self, name: str, settings: Mapping[str, object], runtime: bool) -> None:
