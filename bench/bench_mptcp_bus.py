@@ -21,6 +21,12 @@ and every change netpathd accepts is fsync()ed to disk before the reply
 (``files/atomic.py``), while ``ip`` persists nothing.  When those dominate, no
 interface can be several times faster than a process spawn.  Reading the table
 (Get(Endpoints) against ``ip mptcp endpoint show``) is measured too.
+
+Last, whether the deletes stall the daemon: a second client issues
+``Get(Version)`` back to back while the first removes an endpoint 100 times
+(adding it back between removes); the latencies of the Gets issued while a
+``RemoveEndpoint`` was in flight are reported next to the same Gets against an
+idle daemon in the same run (target: p99 ≤ 2 ms).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "daemon")]
 
+from bench.common import percentile  # noqa: E402
 from dbus_fast import Message, MessageType  # noqa: E402
 from dbus_fast.aio import MessageBus  # noqa: E402
 from tests.support.bus import private_bus  # noqa: E402
@@ -171,6 +178,55 @@ async def read_rounds(ns: Netns, address: str, rounds: int) -> tuple[list[float]
         bus.disconnect()
 
 
+VERSION = Message(
+    destination="org.netpathd1",
+    path="/org/netpathd1",
+    interface="org.freedesktop.DBus.Properties",
+    member="Get",
+    signature="ss",
+    body=["org.netpathd1.Manager", "Version"],
+)
+
+
+async def get_version_latencies(
+    bus: MessageBus, until: asyncio.Event, busy: list[bool]
+) -> list[float]:
+    """Seconds per Get(Version), back to back until ``until``; only those issued while busy[0]."""
+    samples = []
+    while not until.is_set():
+        during = busy[0]
+        started = time.perf_counter()
+        await asyncio.wait_for(bus.call(VERSION), 10)
+        if during:
+            samples.append(time.perf_counter() - started)
+    return samples
+
+
+async def reads_during_deletes(address: str, deletes: int) -> tuple[list[float], list[float]]:
+    """Get(Version) latencies against an idle daemon, then while ``deletes`` removes run."""
+    writer = await MessageBus(bus_address=address).connect()
+    reader = await MessageBus(bus_address=address).connect()
+    body: list[object] = [ADDRESS, ["subflow"], "", 0, ENDPOINT_ID]
+    try:
+        done, busy = asyncio.Event(), [True]
+        idle_reads = asyncio.create_task(get_version_latencies(reader, done, busy))
+        await asyncio.sleep(1.0)
+        done.set()
+        idle = await idle_reads
+        done, busy = asyncio.Event(), [False]
+        reads = asyncio.create_task(get_version_latencies(reader, done, busy))
+        for _ in range(deletes):
+            await call(writer, "AddEndpointRuntime", "sassqu", body)
+            busy[0] = True
+            await call(writer, "RemoveEndpoint", "u", [ENDPOINT_ID])
+            busy[0] = False
+        done.set()
+        return idle, await reads
+    finally:
+        writer.disconnect()
+        reader.disconnect()
+
+
 def us(samples: list[float]) -> float:
     return statistics.median(samples) * 1e6
 
@@ -193,6 +249,13 @@ async def measure(ns: Netns, address: str, rounds: int) -> None:
     print(
         f"read the table: D-Bus Get(Endpoints) {us(gets):.0f} µs, ip mptcp endpoint show "
         f"{us(shows):.0f} µs: {us(shows) / us(gets):.1f}x"
+    )
+    idle, during = await reads_during_deletes(address, 100)
+    print(
+        f"Get(Version) while 100 RemoveEndpoint run ({len(during)} calls): median "
+        f"{us(during):.0f} µs, p99 {percentile(during, 0.99) * 1e6:.0f} µs, max "
+        f"{max(during) * 1e6:.0f} µs; idle daemon ({len(idle)} calls): median {us(idle):.0f} µs, "
+        f"p99 {percentile(idle, 0.99) * 1e6:.0f} µs (target: p99 ≤ 2000 µs)"
     )
     floor_add, floor_remove = (us(s) for s in results["kernel floor (netlink in-process)"])
     ip_add, ip_remove = (us(s) for s in results["ip mptcp endpoint add / delete"])

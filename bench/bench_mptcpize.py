@@ -10,7 +10,9 @@ in the same run and results are printed as ratios:
   protocol in-process) when that is installed (Debian package ``mptcpd``).
 - transfer: G GiB over loopback from a natively created MPTCP socket vs one created by
   ``netpathctl run``; the supervisor is not on the data path, so this should be ~1.0.
-- start-up: wall time of ``netpathctl run -- true`` vs ``true``.
+- start-up: wall time of ``netpathctl run -- true`` (through ``netpathd.ctl.main``, as the
+  installed command runs it) vs ``true``, and a bare ``python3 -c pass``: the interpreter's
+  own start, which no Python CLI avoids.
 """
 
 from __future__ import annotations
@@ -177,7 +179,12 @@ def bench_transfer(ns: Netns, binary: str, size: int, runs: int) -> dict[str, fl
 def bench_startup(ns: Netns, runs: int) -> dict[str, float]:
     """Median ms of wall time to run `true`, directly and under netpathctl run."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "daemon")}
-    ways = {"true": ["true"], "netpathctl run -- true": netpathctl_run("true")}
+    netpathctl = "from netpathd.ctl.main import main; raise SystemExit(main())"
+    ways = {
+        "true": ["true"],
+        "python3 -c pass": [sys.executable, "-c", "pass"],
+        "netpathctl run -- true": [sys.executable, "-c", netpathctl, "run", "--", "true"],
+    }
     samples: dict[str, list[float]] = {name: [] for name in ways}
     for _ in range(runs):
         for name, argv in ways.items():

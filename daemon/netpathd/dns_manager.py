@@ -220,8 +220,10 @@ class DnsManager:
                 f"connection {name!r}: names starting {' or '.join(SOURCE_PREFIXES)} are "
                 "reserved for resolvconf records and router advertisements"
             )
-        existing = {conn.name: conn for conn, _ in self.connections()}.get(name)
-        return merge_settings(existing, name, settings, created_seq=self.next_seq())
+        conns = [conn for conn, _ in self.connections()]
+        existing = next((conn for conn in conns if conn.name == name), None)
+        next_seq = max((conn.created_seq for conn in conns), default=-1) + 1
+        return merge_settings(existing, name, settings, created_seq=next_seq)
 
     def set_connection(self, name: str, settings: Mapping[str, object], runtime: bool) -> None:
         """Create or update; invalid settings raise before anything changes."""

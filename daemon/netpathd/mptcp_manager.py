@@ -300,7 +300,7 @@ class MptcpManager:
                 raise NotFound(f"no network interface {interface!r}")
             undo = self._store.record_add(config, runtime=runtime)
             try:
-                new_id = await self._pm.add_endpoint(config.to_endpoint())
+                new_id, table = await self._pm.add_endpoint_and_list(config.to_endpoint())
             except NetpathdError:  # a refusal; an unknown outcome (timeout) is left to the start
                 with contextlib.suppress(NetpathdError):
                     undo()
@@ -316,7 +316,6 @@ class MptcpManager:
                 " until restart" if runtime else "",
                 extra={"ENDPOINT_ID": new_id},
             )
-            table = await self._pm.list_endpoints()
             others = [e for e in table if e.id != new_id]
             if warning := mixed_families_warning(config.to_endpoint(), others):
                 log.warning("%s", warning, extra={"ENDPOINT_ID": new_id})

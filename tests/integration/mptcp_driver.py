@@ -22,6 +22,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "daemon"))
 
+from pyroute2.netlink.generic.mptcp import MPTCP_PM_CMD_DEL_ADDR, MPTCP_PM_CMD_FLUSH_ADDRS
+
 from netpathd.errors import NetpathdError
 from netpathd.kernel import mptcp_diag, sysctl
 from netpathd.kernel.mptcp_events import MptcpEvents
@@ -66,6 +68,29 @@ async def pm_call(verb: str, args: dict[str, Any]) -> Any:
         return await calls[verb]()
 
 
+async def sleeping_requests_on_loop(args: dict[str, Any]) -> list[int]:
+    """Add ``args["addresses"]``, remove the first, flush the rest; return the genetlink
+    commands among those that the event loop itself sent (a kernel call that sleeps, like
+    DEL_ADDR in synchronize_rcu(), stalls the whole daemon while it runs on the loop)."""
+    sleeping = {MPTCP_PM_CMD_DEL_ADDR, MPTCP_PM_CMD_FLUSH_ADDRS}
+    on_loop: list[int] = []
+    async with MptcpPm() as pm:
+        for address in args["addresses"]:
+            await pm.add_endpoint(endpoint({"address": address, "flags": ["subflow"]}))
+        loop_request = pm._request
+
+        async def watched(cmd: int, *rest: Any, **options: Any) -> Any:
+            if cmd in sleeping:
+                on_loop.append(cmd)
+            return await loop_request(cmd, *rest, **options)
+
+        pm._request = watched  # type: ignore[method-assign]
+        first = next(e for e in await pm.list_endpoints() if str(e.address) == args["addresses"][0])
+        await pm.remove_endpoint(first.id)
+        await pm.flush_endpoints()
+    return on_loop
+
+
 async def events(args: dict[str, Any]) -> None:
     """Print events.  ``pause`` blocks the whole loop for that long after "ready": pyroute2's
     transport reads whenever the loop runs, so only a starved loop lets the kernel overrun."""
@@ -79,6 +104,8 @@ async def events(args: dict[str, Any]) -> None:
 async def main(verb: str, args: dict[str, Any]) -> Any:
     if verb == "events":
         return await events(args)
+    if verb == "sleeping_requests_on_loop":
+        return await sleeping_requests_on_loop(args)
     if verb == "connections":
         return await mptcp_diag.list_connections()
     if verb == "sysctl":

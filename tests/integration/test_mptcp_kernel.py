@@ -115,6 +115,14 @@ def test_remove_and_flush(ns: Netns) -> None:
     assert limits(ns) == "add_addr_accepted 2 subflows 3"
 
 
+def test_sleeping_kernel_calls_leave_the_event_loop(ns: Netns) -> None:
+    """DEL_ADDR and FLUSH_ADDRS wait in synchronize_rcu() (net/mptcp/pm_kernel.c), 7-15 ms
+    here: sent from the loop they would stall every D-Bus caller meanwhile."""
+    addresses = ["192.0.2.7", "192.0.2.8", "192.0.2.9"]
+    assert call(ns, "sleeping_requests_on_loop", {"addresses": addresses}) == []
+    assert endpoints(ns) == ""
+
+
 BAD_INPUTS = [
     ("add", {"address": "192.0.2.50", "flags": ["subflow"], "id": 256}, "InvalidArgument", "256"),
     ("add", {"address": "192.0.2.50", "flags": ["signal", "fullmesh"]}, "InvalidArgument",

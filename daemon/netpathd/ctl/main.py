@@ -7,9 +7,7 @@ its sub-commands; exit codes come from D-Bus error names in one table.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import signal
 import sys
 from typing import TYPE_CHECKING
 
@@ -91,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"netpathctl {__version__}")
     # like nmcli and resolvectl, no verb shows the status
     parser.set_defaults(handler=show_status, accepts_runtime=False)
+    # Imported here, not at the top: `netpathctl run` starts every wrapped program and
+    # must not pay for the verbs that talk to the daemon (asyncio, the DNS settings model).
+
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     add_verb(verbs, "status", "show the daemon's state").set_defaults(handler=show_status)
     add_verb(verbs, "reload", "re-read the configuration").set_defaults(handler=reload)
@@ -181,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         from netpathd.ctl.run import run  # noqa: PLC0415
 
         return run(args.command)
+    import asyncio  # noqa: PLC0415 - see build_parser()
+    import signal  # noqa: PLC0415
 
     try:
         return asyncio.run(dispatch(args))

@@ -1,7 +1,7 @@
 """Adapter over the kernel's MPTCP path manager ("mptcp_pm" generic netlink family).
 
 Acts on the network namespace of the calling process.  Built on pyroute2's
-async generic netlink socket and its ``mptcp_msg`` nla classes, extended with
+``mptcp_msg`` nla classes (sent by ``netpathd.kernel.genl_transport``), extended with
 what pyroute2 0.9.7 lacks: ``SET_FLAGS``, the event attributes, and a correct
 type for ``MPTCP_PM_ADDR_ATTR_IF_IDX`` (s32 in include/uapi/linux/mptcp_pm.h;
 pyroute2 declares it 'hex', so dumps show ``'02:00:00:00'`` and an int cannot
@@ -19,9 +19,7 @@ import errno
 import socket
 from typing import Any
 
-from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.generic import AsyncGenericNetlinkSocket
 from pyroute2.netlink.generic.mptcp import (
     MPTCP_GENL_NAME,
     MPTCP_PM_CMD_ADD_ADDR,
@@ -35,6 +33,7 @@ from pyroute2.netlink.generic.mptcp import (
 )
 
 from netpathd.errors import AlreadyExists, Failed, InvalidArgument, NotFound, NotSupported
+from netpathd.kernel.genl_transport import GenlTransport
 from netpathd.model.mptcp import (
     MAX_ENDPOINTS,
     Endpoint,
@@ -110,7 +109,8 @@ class MptcpPm:
     """
 
     def __init__(self) -> None:
-        self._sock: Any = None
+        self._transport: GenlTransport | None = None
+        self._family = 0
 
     async def __aenter__(self) -> MptcpPm:
         await self.open()
@@ -120,42 +120,51 @@ class MptcpPm:
         self.close()
 
     async def open(self) -> None:
-        sock = AsyncGenericNetlinkSocket(ext_ack=True)
+        transport = GenlTransport()
         try:
-            await sock.setup_endpoint()
-            await asyncio.wait_for(sock.bind(MPTCP_GENL_NAME, pm_msg), REQUEST_TIMEOUT)
+            family = await asyncio.wait_for(transport.family_id(MPTCP_GENL_NAME), REQUEST_TIMEOUT)
         except NetlinkError as error:
-            sock.close()
+            transport.close()
             if error.code == errno.ENOENT:
                 raise NotSupported("the kernel has no MPTCP path manager (CONFIG_MPTCP)") from None
             raise _failed("resolving the mptcp_pm netlink family", error) from None
-        self._sock = sock
+        except BaseException:
+            transport.close()
+            raise
+        self._transport, self._family = transport, family
 
     def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
 
-    async def _request(
-        self, cmd: int, attrs: list[Any], flags: int = NLM_F_REQUEST | NLM_F_ACK
-    ) -> list[Any]:
-        if self._sock is None:
+    def _open_transport(self) -> GenlTransport:
+        if self._transport is None:
             raise Failed("MPTCP path manager adapter is not open")
-        msg = pm_msg()
-        msg["cmd"] = cmd
-        msg["version"] = 1
-        msg["attrs"] = attrs
+        return self._transport
 
-        async def collect() -> list[Any]:
-            # pyroute2's answers are lazy: errors only surface while iterating.
-            response = await self._sock.nlm_request(msg, msg_type=self._sock.prid, msg_flags=flags)
-            return [reply async for reply in response if reply.get("cmd") == cmd]
+    async def _request(self, cmd: int, attrs: list[Any], *, dump: bool = False) -> list[Any]:
+        transport = self._open_transport()
+        request = _message(cmd, attrs)
+        answers = await asyncio.wait_for(
+            transport.request(request, self._family, dump=dump), REQUEST_TIMEOUT
+        )
+        replies = []
+        for answer in answers:
+            reply = pm_msg(answer)
+            reply.decode()
+            if reply.get("cmd") == cmd:
+                replies.append(reply)
+        return replies
 
-        return await asyncio.wait_for(collect(), REQUEST_TIMEOUT)
+    async def _request_off_loop(self, cmd: int, attrs: list[Any]) -> None:
+        """For the commands whose kernel handler sleeps (``netpathd.kernel.genl_transport``)."""
+        transport = self._open_transport()
+        await transport.request_off_loop(_message(cmd, attrs), self._family, REQUEST_TIMEOUT)
 
     async def get_limits(self) -> Limits:
         try:
-            (reply,) = await self._request(MPTCP_PM_CMD_GET_LIMITS, [], NLM_F_REQUEST)
+            (reply,) = await self._request(MPTCP_PM_CMD_GET_LIMITS, [])
         except NetlinkError as error:
             raise _failed("reading MPTCP limits", error) from None
         return Limits(
@@ -178,7 +187,7 @@ class MptcpPm:
 
     async def list_endpoints(self) -> list[Endpoint]:
         try:
-            replies = await self._request(MPTCP_PM_CMD_GET_ADDR, [], NLM_F_REQUEST | NLM_F_DUMP)
+            replies = await self._request(MPTCP_PM_CMD_GET_ADDR, [], dump=True)
         except NetlinkError as error:
             raise _failed("reading MPTCP endpoints", error) from None
         return [_endpoint_from_nla(reply.get_attr("MPTCP_PM_ATTR_ADDR")) for reply in replies]
@@ -191,11 +200,17 @@ class MptcpPm:
             return 0
 
     async def add_endpoint(self, endpoint: Endpoint) -> int:
-        """Add ``endpoint``; returns its id, the kernel's choice when ``endpoint.id`` is 0.
+        """Add ``endpoint``; returns its id, the kernel's choice when ``endpoint.id`` is 0."""
+        new_id, _ = await self.add_endpoint_and_list(endpoint)
+        return new_id
+
+    async def add_endpoint_and_list(self, endpoint: Endpoint) -> tuple[int, list[Endpoint]]:
+        """Add ``endpoint``; returns its id and the table read right after.
 
         ``mptcp_pm_nl_add_addr_doit`` (net/mptcp/pm_kernel.c) acks with 0 and
         no id, so the new entry is read back and found by address and port,
-        which the kernel keeps unique (a duplicate is EEXIST).
+        which the kernel keeps unique (a duplicate is EEXIST); a caller that
+        needs the table too gets that same read instead of a second dump.
         """
         validate_endpoint(endpoint)
         ifindex = if_nametoindex(endpoint.interface) if endpoint.interface else endpoint.ifindex
@@ -213,9 +228,10 @@ class MptcpPm:
             await self._request(MPTCP_PM_CMD_ADD_ADDR, [_addr_nla(addr)])
         except NetlinkError as error:
             raise _add_error(endpoint, error) from None
-        for added in await self.list_endpoints():
+        table = await self.list_endpoints()
+        for added in table:
             if added.address == endpoint.address and added.port == endpoint.port:
-                return added.id
+                return added.id, table
         raise Failed(f"endpoint {endpoint.address} was accepted but is not in the kernel's table")
 
     async def remove_endpoint(self, endpoint_id: int) -> None:
@@ -225,7 +241,7 @@ class MptcpPm:
         """
         validate_endpoint_id(endpoint_id, allow_zero=False)
         try:
-            await self._request(
+            await self._request_off_loop(
                 MPTCP_PM_CMD_DEL_ADDR, [_addr_nla([("MPTCP_PM_ADDR_ATTR_ID", endpoint_id)])]
             )
         except NetlinkError as error:
@@ -256,9 +272,17 @@ class MptcpPm:
     async def flush_endpoints(self) -> None:
         """Remove every endpoint; the limits stay as they are (measured on 6.18)."""
         try:
-            await self._request(MPTCP_PM_CMD_FLUSH_ADDRS, [])
+            await self._request_off_loop(MPTCP_PM_CMD_FLUSH_ADDRS, [])
         except NetlinkError as error:
             raise _failed("flushing MPTCP endpoints", error) from None
+
+
+def _message(cmd: int, attrs: list[Any]) -> Any:
+    msg = pm_msg()
+    msg["cmd"] = cmd
+    msg["version"] = 1
+    msg["attrs"] = attrs
+    return msg
 
 
 def _addr_nla(attrs: list[tuple[str, Any]]) -> tuple[str, dict[str, Any], int]:

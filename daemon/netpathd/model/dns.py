@@ -252,6 +252,10 @@ class _Merge:
     def __init__(self) -> None:
         self.nameservers: list[str] = []
         self.searches: list[str] = []
+        # Membership of the two lists: with thousands of entries a list scan per add
+        # made the merge quadratic.
+        self.seen_nameservers: set[str] = set()
+        self.seen_searches: set[str] = set()
         self.options: list[str] = []
         self.option_names: set[str] = set()
         self.trust_ad: bool | None = None  # NMTernary: unset until an entry with servers
@@ -261,13 +265,15 @@ class _Merge:
         dups: list[str] = []
         for server in cand.config.servers:
             text = render_server(server, cand.conn.interface_name)
-            if text in self.nameservers:
+            if text in self.seen_nameservers:
                 dups.append(text)
             else:
+                self.seen_nameservers.add(text)
                 self.nameservers.append(text)
                 new.append(text)
         for domain in cand.config.search:
-            if not domain.startswith("~") and domain not in self.searches:
+            if not domain.startswith("~") and domain not in self.seen_searches:
+                self.seen_searches.add(domain)
                 self.searches.append(domain)
         has_trust_ad = False
         for option in cand.config.options:

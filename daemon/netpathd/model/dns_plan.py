@@ -198,13 +198,17 @@ def _contest(claims: dict[str, _Claim], key: str, claimant: _Claimant, routing_o
     claims[key] = _Claim(claimant, routing_only, [])
 
 
-def _servers_of(conn: DnsConnection, claimants: list[_Claimant]) -> tuple[NameServer, ...]:
-    """Every server of the connection's used entries, IPv4 first, each once."""
-    servers: list[NameServer] = []
+def _servers_by_connection(claimants: list[_Claimant]) -> dict[str, tuple[NameServer, ...]]:
+    """Every server of each connection's used entries, IPv4 first, each once.
+
+    One pass over the claimants: asked per route and per link, a scan each time made a
+    plan quadratic in the number of connections.
+    """
+    servers: dict[str, list[NameServer]] = {}
     for claimant in claimants:
-        if claimant.conn.name == conn.name:
-            servers += [s for s in conn.family(claimant.family).servers if s not in servers]
-    return tuple(servers)
+        known = servers.setdefault(claimant.conn.name, [])
+        known += [s for s in claimant.conn.family(claimant.family).servers if s not in known]
+    return {name: tuple(found) for name, found in servers.items()}
 
 
 def plan(
@@ -225,6 +229,7 @@ def plan(
         if index in auto_default:
             _contest(claims, DEFAULT_DOMAIN, claimant, routing_only=True)
 
+    servers_of = _servers_by_connection(claimants)
     routes = []
     for key in sorted(claims, key=lambda k: (k != DEFAULT_DOMAIN, k)):
         claim = claims[key]
@@ -235,26 +240,28 @@ def plan(
                 connection=conn.name,
                 interface_name=conn.interface_name,
                 ifindex=claim.claimant.ifindex,
-                servers=tuple(
-                    render_server(s, conn.interface_name) for s in _servers_of(conn, claimants)
-                ),
+                servers=tuple(render_server(s, conn.interface_name) for s in servers_of[conn.name]),
                 priority=claim.claimant.priority,
                 reason=claim.claimant.reason,
                 losers=tuple(claim.losers),
             )
         )
-    links = _links(claimants, claims)
+    links = _links(claimants, claims, servers_of)
     return DnsPlan(mode, result, tuple(routes), links, _resolver_file(result, mode))
 
 
-def _links(claimants: list[_Claimant], claims: dict[str, _Claim]) -> tuple[LinkDns, ...]:
+def _links(
+    claimants: list[_Claimant],
+    claims: dict[str, _Claim],
+    servers_of: dict[str, tuple[NameServer, ...]],
+) -> tuple[LinkDns, ...]:
     """One entry per interface: its connections' servers and the domains they won."""
     first: dict[int, _Claimant] = {}
     servers: dict[int, list[NameServer]] = {}
     for claimant in claimants:
         first.setdefault(claimant.ifindex, claimant)
         known = servers.setdefault(claimant.ifindex, [])
-        known += [s for s in _servers_of(claimant.conn, claimants) if s not in known]
+        known += [s for s in servers_of[claimant.conn.name] if s not in known]
     domains: dict[int, list[tuple[str, bool]]] = {ifindex: [] for ifindex in first}
     for key in sorted(claims, key=lambda k: (k != DEFAULT_DOMAIN, k)):
         claim = claims[key]

@@ -385,16 +385,18 @@ def parse_connections_file(text: str, path: str) -> DnsConfig:
     """Read the connections file; errors name the file and line (ConfigError)."""
     global_priority: GlobalDnsPriority | None = None
     connections: list[DnsConnection] = []
+    names: set[str] = set()
     for section in parse_keyfile(text, path):
         if section.name == "dns" and section.argument is None:
             if global_priority is not None:
                 raise ConfigError(path, section.line, "[dns] is given twice")
             global_priority = _parse_global(section, path)
         elif section.name == "connection" and section.argument is not None:
-            if any(conn.name == section.argument for conn in connections):
+            if section.argument in names:
                 raise ConfigError(
                     path, section.line, f"connection {section.argument!r} is given twice"
                 )
+            names.add(section.argument)
             connections.append(_parse_connection(section, path, len(connections)))
         else:
             raise ConfigError(path, section.line, f"unknown section [{section.name}]")

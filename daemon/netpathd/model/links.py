@@ -76,6 +76,8 @@ class NetState:
     best: dict[Family, DefaultRoute | None] = field(
         default_factory=dict, init=False, compare=False, repr=False
     )
+    # Memo of link_by_name(): built on the first question, as `links` never changes in place.
+    by_name: dict[str, Link] | None = field(default=None, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.addresses, AddressTable):
@@ -92,7 +94,14 @@ class NetState:
         return cast(RouteTable, self.default_routes)
 
     def link_by_name(self, name: str) -> Link | None:
-        return next((link for link in self.links.values() if link.name == name), None)
+        """The link called ``name`` (the first by ifindex order of arrival if two are)."""
+        if self.by_name is None:
+            by_name: dict[str, Link] = {}
+            for link in self.links.values():
+                by_name.setdefault(link.name, link)
+            object.__setattr__(self, "by_name", by_name)
+            return by_name.get(name)
+        return self.by_name.get(name)
 
     def addresses_on(self, ifindex: int) -> list[Address]:
         return self.address_table.on_link(ifindex)
