@@ -22,7 +22,7 @@ from dbus_fast.service import ServiceInterface, dbus_method, dbus_property, dbus
 from netpathd.bus.errors import dbus_errors
 from netpathd.bus.polkit import Authorizer
 from netpathd.errors import NotSupported
-from netpathd.kernel.bpf_mptcpify import ProbeResult, probe_in_loop
+from netpathd.kernel.bpf_probe import ProbeResult, probe_in_loop
 from netpathd.kernel.mptcp_events import MptcpEvent
 from netpathd.model.mptcp import Endpoint, Limits, validate_endpoint_id, validate_limits
 from netpathd.model.mptcp_config import flag_names
