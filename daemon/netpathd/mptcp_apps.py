@@ -1,4 +1,6 @@
-"""Per-service MPTCP: a systemd drop-in that starts a unit under ``netpathctl run``.
+"""Per-service MPTCP: a systemd drop-in that starts a unit under ``netpathctl run``, or (when
+the kernel runs the TCP->MPTCP BPF program) one that registers the unit's cgroup with
+``ExecStartPre=+netpathctl mptcp app register`` (see tcp_to_mptcp.py).
 
 mptcpd's ``mptcpize enable UNIT`` (src/mptcpize.c ``unit_update()``) rewrites the unit file
 itself, adding ``Environment=LD_PRELOAD=libmptcpwrap.so``, then runs ``systemctl

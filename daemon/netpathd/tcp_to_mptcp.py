@@ -107,12 +107,6 @@ class TcpToMptcp:
             self._link.close()
             self._link = None
 
-    def uninstall(self) -> None:
-        """Remove the pins too, so nothing survives the daemon."""
-        if self._pin_dir is not None:
-            unpin(self._pin_dir)
-        self.close()
-
     # -- reading -------------------------------------------------------------------------
 
     @property

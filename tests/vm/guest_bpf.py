@@ -78,8 +78,16 @@ class World:
     workdir: Path
     daemon: Daemon | None = None
 
+    @property
+    def systemd_dir(self) -> Path:
+        return self.workdir / "systemd"
+
     def start(self, *extra: str) -> Daemon:
-        self.daemon = start_daemon(self.client, self.bus, self.workdir, *extra, ready_timeout=READY)
+        self.systemd_dir.mkdir(exist_ok=True)
+        self.daemon = start_daemon(
+            self.client, self.bus, self.workdir, f"--systemd-dir={self.systemd_dir}", *extra,
+            ready_timeout=READY,
+        )  # fmt: skip
         return self.daemon
 
     def busctl(self, *argv: str) -> str:
@@ -98,25 +106,33 @@ class World:
         )  # fmt: skip
         return json.loads(text)["data"]
 
-    def netpathctl(self, *argv: str) -> str:
+    def netpathctl(self, *argv: str, cgroup: str | None = None, ok: bool = True) -> str:
+        """netpathctl's stdout (with ``ok``), else its stderr; optionally from a cgroup."""
+        command = [sys.executable, "-m", "netpathd.ctl.main", f"--bus-address={self.bus.address}",
+                   *argv]  # fmt: skip
+        if cgroup is not None:
+            command = in_cgroup(cgroup, command)
         result = subprocess.run(
-            [sys.executable, "-m", "netpathd.ctl.main", f"--bus-address={self.bus.address}",
-             *argv],
-            capture_output=True, text=True, check=False, timeout=READY,
+            command, capture_output=True, text=True, check=False, timeout=READY,
             env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "daemon")},
         )  # fmt: skip
-        assert result.returncode == 0, result.stderr
-        return result.stdout
+        assert (result.returncode == 0) == ok, result.stderr
+        return result.stdout if ok else result.stderr
 
     def protocol(self, family: int = 2, type_: int = 1, *, ns: Netns | None = None,
                  cgroup: str | None = None) -> int:  # fmt: skip
         """SO_PROTOCOL of a new socket made by a fresh Python process."""
         command = [sys.executable, "-c", PROTOCOL, str(family), str(type_)]
         if cgroup is not None:
-            command = ["sh", "-c", f'echo $$ > {CGROUP2}{cgroup}/cgroup.procs && exec "$@"',
-                       "sh", *command]  # fmt: skip
+            command = in_cgroup(cgroup, command)
         result = (ns or self.client).exec(*command)
         return int(result.stdout)
+
+
+def in_cgroup(cgroup: str, command: list[str]) -> list[str]:
+    """``command`` run from inside ``cgroup`` (created if needed), as systemd starts units."""
+    Path(f"{CGROUP2}{cgroup}").mkdir(parents=True, exist_ok=True)
+    return ["sh", "-c", f'echo $$ > {CGROUP2}{cgroup}/cgroup.procs && exec "$@"', "sh", *command]
 
 
 @pytest.fixture(scope="module")
@@ -248,6 +264,27 @@ def test_the_netns_map_follows_net_mptcp_enabled(world: World) -> None:
     finally:
         world.netpathctl("mptcp", "enabled", "yes")
     assert world.protocol() == IPPROTO_MPTCP
+
+
+def test_a_unit_registers_its_cgroup_from_exec_start_pre(world: World) -> None:
+    """What EnableApp's drop-in does: ExecStartPre=+netpathctl mptcp app register runs in
+    the unit's cgroup; after its reply, the unit's processes (and children) get MPTCP."""
+    world.netpathctl("mptcp", "system-wide", "off")
+    drop_in = world.systemd_dir / "web.service.d" / "50-netpathd-mptcp.conf"
+    drop_in.parent.mkdir(parents=True, exist_ok=True)
+    drop_in.write_text(  # as MptcpApps.enable(bpf=True) writes it (tests/unit covers that)
+        "[Service]\nExecStartPre=+/usr/bin/netpathctl mptcp app register\n"
+    )
+    web, other = "/system.slice/web.service", "/system.slice/other.service"
+    assert world.protocol(cgroup=web) == IPPROTO_TCP
+    text = world.netpathctl("mptcp", "app", "register", cgroup=web)
+    assert text.strip() == "MPTCP for new TCP sockets of web.service"
+    assert world.protocol(cgroup=web) == IPPROTO_MPTCP
+    assert world.protocol(cgroup=f"{web}/worker") == IPPROTO_MPTCP
+    assert world.protocol(cgroup=other) == IPPROTO_TCP
+    refused = world.netpathctl("mptcp", "app", "register", cgroup=other, ok=False)
+    assert "other.service is not enabled for MPTCP" in refused
+    assert "web.service  bpf" in world.netpathctl("mptcp", "app", "status")
 
 
 def kill(world: World) -> None:
