@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from dbus_fast.aio import MessageBus
 
     from netpathd.model.links import NetState
+    from netpathd.tcp_to_mptcp import TcpToMptcp
 
 log = logging.getLogger("netpathd")
 
@@ -42,6 +43,7 @@ class Options:
     resolv_conf: Path
     log_level: str | None
     systemd_dir: Path = Path("/etc/systemd/system")  # where EnableApp writes unit drop-ins
+    bpf_pin: Path | None = None  # where the TCP->MPTCP program is pinned to outlive us
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="systemd unit directory for the drop-ins of EnableApp (mptcp app enable)",
     )
     parser.add_argument(
+        "--bpf-pin",
+        type=Path,
+        metavar="DIR",
+        help="pin the TCP->MPTCP BPF program in DIR on bpffs (e.g. /sys/fs/bpf/netpathd), so "
+        "SystemWide survives a daemon restart; default: held, gone with the daemon",
+    )
+    parser.add_argument(
         "--log-level", choices=LOG_LEVELS, help="overrides log-level of netpathd.conf"
     )
     parser.add_argument("--version", action="version", version=f"netpathd {__version__}")
@@ -80,6 +89,7 @@ def parse_options(argv: list[str]) -> Options:
         resolv_conf=args.resolv_conf,
         log_level=args.log_level,
         systemd_dir=args.systemd_dir,
+        bpf_pin=args.bpf_pin,
     )
 
 
@@ -120,6 +130,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._bus: MessageBus | None = None
+        self.tcp: TcpToMptcp | None = None
 
     async def start(self) -> MessageBus:
         """Load, read the kernel, connect, export, own the name: then READY=1."""
@@ -130,6 +141,7 @@ class Daemon:
         from netpathd.bus.service import connect, new_bus, publish  # noqa: PLC0415
         from netpathd.bus.systemd_client import SystemdClient  # noqa: PLC0415
         from netpathd.mptcp_apps import MptcpApps  # noqa: PLC0415
+        from netpathd.tcp_to_mptcp import TcpToMptcp  # noqa: PLC0415
 
         new_bus(self.options.bus_address)  # a malformed address must stop us before any change
         self.dns.remove_stale_temporaries()
@@ -149,24 +161,34 @@ class Daemon:
         polkit = Authorizer(bus)  # sees every call from now on: before anything is exported
         self._bus = bus
         await self._select_dns_backend()
+        systemd = SystemdClient(bus)
+        service_manager.notify("STATUS=Probing the kernel's TCP->MPTCP hook")
+        self.tcp = TcpToMptcp(self.options.state_dir, self.options.bpf_pin, systemd.control_group)
+        self.mptcp.guard_enabled(self.tcp)
+        await self.tcp.start()
+        self.manager.add_reloader(lambda _settings: self.tcp_reload)
+        apps = MptcpApps(systemd, self.options.systemd_dir)
         try:
             await publish(
                 bus,
                 [
                     ManagerInterface(self.manager, polkit),
                     DnsInterface(self.dns, polkit),
-                    MptcpInterface(
-                        self.mptcp, polkit, MptcpApps(SystemdClient(bus), self.options.systemd_dir)
-                    ),
+                    MptcpInterface(self.mptcp, polkit, apps, self.tcp),
                 ],
             )
         except NetpathdError:
             bus.disconnect()
             self.ra_watcher.close()
+            self.tcp.close()
             await self.watcher.close()
             await self.mptcp.close()
             raise
         return bus
+
+    async def tcp_reload(self) -> None:
+        if self.tcp is not None:
+            await self.tcp.reload()
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -195,6 +217,8 @@ class Daemon:
             task.cancel()
         self.ra_watcher.close()
         self.ra.close()
+        if self.tcp is not None:
+            self.tcp.close()  # unpinned, the kernel detaches the program: new sockets are TCP
         await self.watcher.close()
         await self.mptcp.close()
         await self.dns.close()

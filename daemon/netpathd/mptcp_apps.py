@@ -1,4 +1,6 @@
-"""Per-service MPTCP: a systemd drop-in that starts a unit under ``netpathctl run``.
+"""Per-service MPTCP: a systemd drop-in that starts a unit under ``netpathctl run``, or (when
+the kernel runs the TCP->MPTCP BPF program) one that registers the unit's cgroup with
+``ExecStartPre=+netpathctl mptcp app register`` (see tcp_to_mptcp.py).
 
 mptcpd's ``mptcpize enable UNIT`` (src/mptcpize.c ``unit_update()``) rewrites the unit file
 itself, adding ``Environment=LD_PRELOAD=libmptcpwrap.so``, then runs ``systemctl
@@ -138,6 +140,18 @@ def render_drop_in(unit: ServiceUnit, netpathctl: str = NETPATHCTL) -> str:
     return "".join(lines)
 
 
+def render_register_drop_in(unit: ServiceUnit, netpathctl: str = NETPATHCTL) -> str:
+    """The drop-in of the BPF backend: the unit registers its cgroup before it starts.
+
+    ``ExecStartPre=`` runs in the unit's cgroup before the main process; ``+`` runs it with
+    full privileges whatever ``User=`` says, so the call is root's and needs no polkit rule.
+    """
+    return (
+        f"{HEADER}# Unit file: {unit.fragment_path or 'none'}\n"
+        f"[Service]\nExecStartPre=+{_quote(netpathctl)} mptcp app register\n"
+    )
+
+
 def _is_wrapped(unit: ServiceUnit, netpathctl: str) -> bool:
     return any(c.path == netpathctl and list(c.argv[1:3]) == ["run", "--"] for c in unit.exec_start)
 
@@ -169,24 +183,38 @@ class MptcpApps:
             if entry.endswith(".service.d") and (self._unit_dir / entry / DROP_IN_NAME).is_file()
         ]
 
-    async def enable(self, name: str) -> Path:
+    async def enable(self, name: str, *, bpf: bool = False) -> Path:
+        """Write the drop-in: cgroup registration with ``bpf``, else the seccomp wrapper."""
         check_unit_name(name)
         async with self._lock:
-            return await self._enable(name)
+            return await self._enable(name, bpf=bpf)
+
+    def backend(self, name: str) -> str:
+        """``bpf`` or ``seccomp``: which drop-in the unit has (NotFound without one)."""
+        try:
+            text = self.drop_in(name).read_text()
+        except FileNotFoundError:
+            raise NotFound(f"MPTCP is not enabled for {name}") from None
+        except OSError as error:
+            raise Failed(f"cannot read {self.drop_in(name)}: {error.strerror}") from error
+        return "bpf" if "mptcp app register" in text else "seccomp"
 
     async def disable(self, name: str) -> None:
         check_unit_name(name)
         async with self._lock:
             await self._disable(name)
 
-    async def _enable(self, name: str) -> Path:
+    async def _enable(self, name: str, *, bpf: bool) -> Path:
         path = self.drop_in(name)
         if path.exists():
             raise AlreadyExists(f"MPTCP is already enabled for {name} ({path})")
         unit = await self._systemd.service(name)
         if _is_wrapped(unit, self._netpathctl):
             raise AlreadyExists(f"{name} already starts under {self._netpathctl} run")
-        text = render_drop_in(unit, self._netpathctl)
+        if bpf:
+            text = render_register_drop_in(unit, self._netpathctl)
+        else:
+            text = render_drop_in(unit, self._netpathctl)
         created_dir = not path.parent.exists()
         try:
             path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from netpathd.errors import AlreadyExists, Failed, NetpathdError, NotFound
 from netpathd.files.mptcp_store import MptcpStore
@@ -62,6 +62,15 @@ Observer = Callable[[Mapping[str, object]], None]
 EventObserver = Callable[[MptcpEvent], None]
 
 
+class EnabledGuard(Protocol):
+    """Told before and after net.mptcp.enabled is written (the TCP->MPTCP netns map must
+    drop a namespace before MPTCP is disabled there and list it only once enabled)."""
+
+    def before_enabled_write(self, enabled: bool) -> None: ...
+
+    def after_enabled_write(self) -> None: ...
+
+
 def _key_text(key: EndpointKey) -> str:
     return f"{key[0]} port {key[1]}" if key[1] else str(key[0])
 
@@ -72,7 +81,8 @@ class MptcpManager:
         self._pm = MptcpPm()
         self._unavailable: NetpathdError | None = Failed("MPTCP manager is not started")
         self._events: MptcpEvents | None = None
-        self._reconciler = MptcpReconciler(self._store, self._pm)
+        self._reconciler = MptcpReconciler(self._store, self._pm, self._write_enabled)
+        self._enabled_guards: list[EnabledGuard] = []
         self._wake = asyncio.Event()  # set: run_network() has a round to run
         self._lock = asyncio.Lock()
         self._observers: list[Observer] = []
@@ -83,6 +93,19 @@ class MptcpManager:
 
     def observe_events(self, observer: EventObserver) -> None:
         self._event_observers.append(observer)
+
+    def guard_enabled(self, guard: EnabledGuard) -> None:
+        """``guard`` hears of every write of net.mptcp.enabled, before and after it."""
+        self._enabled_guards.append(guard)
+
+    def _write_enabled(self, enabled: bool) -> None:
+        for guard in self._enabled_guards:
+            guard.before_enabled_write(enabled)
+        try:
+            sysctl.set_mptcp_enabled(enabled)
+        finally:
+            for guard in self._enabled_guards:
+                guard.after_enabled_write()
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -228,7 +251,7 @@ class MptcpManager:
     async def set_enabled(self, enabled: bool, *, runtime: bool) -> None:
         async with self._lock:
             before = self.enabled()
-            sysctl.set_mptcp_enabled(enabled)
+            self._write_enabled(enabled)
             try:
                 if runtime:
                     if self._store.configured().enabled is None:
@@ -238,7 +261,7 @@ class MptcpManager:
                     self._store.persist(dataclasses.replace(self._store.persisted, enabled=enabled))
                     self._store.runtime = dataclasses.replace(self._store.runtime, enabled=None)
             except NetpathdError:
-                sysctl.set_mptcp_enabled(before)
+                self._write_enabled(before)
                 raise
         if before != enabled:
             self._notify({"Enabled": enabled})

@@ -24,7 +24,7 @@ the write would stop netpathd from ever loosening that link.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from netpathd.errors import NetpathdError, NotFound
@@ -61,9 +61,15 @@ def _fields(endpoint: Endpoint) -> dict[str, object]:
 
 
 class MptcpReconciler:
-    def __init__(self, store: MptcpStore, pm: MptcpPm) -> None:
+    def __init__(
+        self,
+        store: MptcpStore,
+        pm: MptcpPm,
+        write_enabled: Callable[[bool], None] = sysctl.set_mptcp_enabled,
+    ) -> None:
         self._store = store
         self._pm = pm
+        self._write_enabled = write_enabled
         self.state: NetState | None = None  # the latest snapshot; None before the first dump
         # Configured endpoints bound to an interface that did not exist: key -> interface.
         self._waiting: dict[EndpointKey, str] = {}
@@ -91,7 +97,7 @@ class MptcpReconciler:
         enabled, limits = scalar_targets(self._store.desired(), self._store.applied, current)
         if enabled is not None:
             try:
-                sysctl.set_mptcp_enabled(enabled)
+                self._write_enabled(enabled)
             except NetpathdError as error:
                 log.error("cannot set net.mptcp.enabled: %s", error.message)
         self._waiting = {}

@@ -80,3 +80,16 @@ def test_restart_policy_survives_a_crash_loop() -> None:
     assert unit["Service"]["Restart"] in {"on-failure", "always"}
     assert seconds(unit["Unit"].get("StartLimitIntervalSec", "10s")) == 0
     assert seconds(unit["Service"]["RestartSec"]) >= 2
+
+
+def test_unit_grants_exactly_what_attaching_the_bpf_program_needs() -> None:
+    """CAP_BPF + CAP_PERFMON suffice to load and attach it (measured); @system-service
+    leaves out bpf(2); --bpf-pin writes under bpffs."""
+    lines = UNIT.read_text().splitlines()
+    assert "CapabilityBoundingSet=CAP_NET_ADMIN CAP_BPF CAP_PERFMON" in lines
+    assert [line for line in lines if line.startswith("SystemCallFilter=")] == [
+        "SystemCallFilter=@system-service",
+        "SystemCallFilter=bpf",
+    ]
+    assert "ReadWritePaths=-/sys/fs/bpf" in lines
+    assert not [line for line in lines if line.startswith("AmbientCapabilities=")]

@@ -46,8 +46,18 @@ MUTATING: list[tuple[str, str, tuple[str, ...]]] = [
     (MPTCP, "FlushEndpoints", ()),
     (MPTCP, "EnableApp", ("s", "web.service")),
     (MPTCP, "DisableApp", ("s", "web.service")),
+    (MPTCP, "SystemWide", ("b", "true")),
+    (MPTCP, "SystemWideExclude", ("as", "1", "/user.slice")),
+    (MPTCP, "SystemWideInclude", ("as", "1", "/user.slice")),
+    (MPTCP, "RegisterApp", ()),
 ]
-PROPERTIES = {"GlobalDnsPriority", "Enabled"}
+PROPERTIES = {
+    "GlobalDnsPriority",
+    "Enabled",
+    "SystemWide",
+    "SystemWideExclude",
+    "SystemWideInclude",
+}
 
 
 def argv(interface: str, member: str, words: tuple[str, ...]) -> list[str]:

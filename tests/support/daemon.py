@@ -98,7 +98,12 @@ class Daemon:
 
 
 def start_daemon(
-    ns: Netns, bus: PrivateBus, workdir: Path, *extra: str, env: dict[str, str] | None = None
+    ns: Netns,
+    bus: PrivateBus,
+    workdir: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    ready_timeout: float = READY_TIMEOUT,
 ) -> Daemon:
     """Start netpathd and wait for READY=1 (raises with its stderr if it never comes)."""
     for sub in ("config", "state"):
@@ -116,7 +121,7 @@ def start_daemon(
         start_new_session=True,  # Ctrl-C in a terminal reaches only the test or sandbox
     )
     daemon = Daemon(process, workdir, notify)
-    daemon.wait_notify("READY=1")
+    daemon.wait_notify("READY=1", ready_timeout)
     return daemon
 
 

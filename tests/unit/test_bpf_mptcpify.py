@@ -1,15 +1,13 @@
-"""The BPF-mode probe: BTF walk, the hand-assembled program, and every "why not" answer.
+"""The TCP → MPTCP program: golden bytes, its logic run by an interpreter, and the verifier.
 
-The program is checked twice: an interpreter of the five opcodes it uses runs it over the
-truth table of the kernel's selftest progs/mptcpify.c, and (as root) the kernel's verifier
-accepts the same instructions as a kprobe program, which this machine allows while it
-refuses tracing programs with EPERM.
+The program cannot run on these machines (trampolines are refused), so its logic is run by
+tests/support/bpf_interpreter.py over the measured rules (type flags, family, protocol,
+netns, scope by cgroup with ancestors), and as root the kernel's verifier checks the very
+same instructions, maps included, loaded as a kprobe program, which this machine allows.
 """
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import itertools
 import os
 import struct
@@ -17,45 +15,120 @@ from pathlib import Path
 
 import pytest
 
-from netpathd.kernel import bpf_mptcpify
-from netpathd.kernel.bpf_mptcpify import PROGRAM, BtfError, find_func, probe, probe_in_loop
+from netpathd.kernel import bpf_syscall
+from netpathd.kernel.bpf_insn import BPF_ADD, BPF_DW, R0, R1, R2, R10, Assembler, insn
+from netpathd.kernel.bpf_mptcpify import (
+    CONVERT,
+    COUNTER_CONVERTED,
+    COUNTER_SEEN,
+    LEAVE,
+    MAPS,
+    NOTHING_IN_SCOPE,
+    NetnsOffsets,
+    mptcpify_program,
+    no_opinion_program,
+)
+from tests.support.bpf_interpreter import BpfMap, KernelStruct, Task, run
 
-AF_INET, AF_INET6, AF_UNIX = 2, 10, 1
-SOCK_STREAM, SOCK_DGRAM = 1, 2
-IPPROTO_TCP, IPPROTO_UDP, IPPROTO_MPTCP = 6, 17, 262
-
-
-def run(program: bytes, ctx: list[int]) -> int:
-    """Execute ``program`` (LDX DW, JEQ32/JNE32 K, MOV32 K, EXIT only) with r1 = ctx."""
-    regs = [0] * 11
-    pc, steps = 0, 0
-    while True:
-        steps += 1
-        assert steps <= len(program) // 8, "a jump went backwards: no loops allowed"
-        code, regs_byte, off, imm = struct.unpack_from("=BBhi", program, pc * 8)
-        dst, src = regs_byte & 0xF, regs_byte >> 4
-        if code == 0x79:
-            assert src == 1 and off % 8 == 0 and 0 <= off // 8 < len(ctx)
-            regs[dst] = ctx[off // 8] & 0xFFFFFFFFFFFFFFFF
-        elif code in (0x16, 0x56):
-            assert off >= 0
-            equal = (regs[dst] & 0xFFFFFFFF) == (imm & 0xFFFFFFFF)
-            if equal == (code == 0x16):
-                pc += off
-        elif code == 0xB4:
-            regs[dst] = imm & 0xFFFFFFFF
-        elif code == 0x95:
-            return regs[0] & 0xFFFFFFFF
-        else:
-            raise AssertionError(f"unexpected opcode {code:#x}")
-        pc += 1
+AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
+SOCK_STREAM, SOCK_DGRAM, SOCK_RAW = 1, 2, 3
+SOCK_NONBLOCK, SOCK_CLOEXEC = 0o4000, 0o2000000
+IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP, IPPROTO_MPTCP = 6, 17, 132, 262
+OFFSETS = NetnsOffsets(task_nsproxy=1840, nsproxy_net_ns=40, net_ns_inum=176)
+FDS = {"policy": 3, "netns": 4, "cgroups": 5, "counters": 6}
+GOLDEN = Path(__file__).parent / "data" / "mptcpify_program.hex"
+NETNS = 4026531840
 
 
-def mptcpify(family: int, type_: int, protocol: int) -> int:
-    """tools/testing/selftests/bpf/progs/mptcpify.c, without its pid filter."""
-    if family in (AF_INET, AF_INET6) and type_ == SOCK_STREAM and protocol in (0, IPPROTO_TCP):
+def golden_lines(program: bytes) -> list[str]:
+    return [program[at : at + 8].hex() for at in range(0, len(program), 8)]
+
+
+def test_program_bytes_are_the_golden_ones() -> None:
+    """tests/unit/data/mptcpify_program.hex: one instruction per line, offsets of 6.18."""
+    program = mptcpify_program(OFFSETS).assemble(FDS)
+    expected = [line.split("#")[0].strip() for line in GOLDEN.read_text().splitlines()]
+    assert golden_lines(program) == [line for line in expected if line]
+
+
+def test_instructions_are_the_kernel_macros() -> None:
+    """Hand-encoded from include/linux/filter.h, one per instruction form the builder emits."""
+    asm = Assembler()
+    asm.mov64_reg(R2, R10)  # BPF_MOV64_REG(BPF_REG_2, BPF_REG_10)
+    asm.alu64_imm(BPF_ADD, R2, -4)  # BPF_ALU64_IMM(BPF_ADD, BPF_REG_2, -4)
+    asm.ld_map_fd(R1, "m")  # BPF_LD_MAP_FD(BPF_REG_1, 7)
+    asm.call(1)  # BPF_EMIT_CALL(BPF_FUNC_map_lookup_elem)
+    asm.jmp_imm(0x10, R0, 0, "out")  # BPF_JMP_IMM(BPF_JEQ, BPF_REG_0, 0, 1)
+    asm.ldx(BPF_DW, R1, R0, 8)  # BPF_LDX_MEM(BPF_DW, BPF_REG_1, BPF_REG_0, 8)
+    asm.label("out")
+    asm.exit()
+    assert asm.assemble({"m": 7}).hex() == (
+        "bfa2000000000000"
+        "07020000fcffffff"
+        "1811000007000000" "0000000000000000"
+        "8500000001000000"
+        "1500010000000000"
+        "7901080000000000"
+        "9500000000000000"
+    )  # fmt: skip
+    assert no_opinion_program() == insn(0xB7) + insn(0x95)  # r0 = 0; exit
+
+
+def test_jumps_only_forward_to_known_labels() -> None:
+    asm = Assembler()
+    asm.label("top")
+    asm.ja("top")
+    with pytest.raises(ValueError, match="no loops"):
+        asm.assemble()
+    asm = Assembler()
+    asm.ja("nowhere")
+    with pytest.raises(ValueError, match="no label 'nowhere'"):
+        asm.assemble()
+
+
+class World:
+    """Maps and a calling task for the interpreter, built the way the daemon fills them."""
+
+    def __init__(self, default: int = CONVERT) -> None:
+        self.maps = {FDS[spec.name]: BpfMap(spec.key_size, spec.value_size) for spec in MAPS}
+        self.policy.set(struct.pack("=I", 0), struct.pack("=I", default))
+        self.counters.set(struct.pack("=I", COUNTER_SEEN), bytes(8))
+        self.counters.set(struct.pack("=I", COUNTER_CONVERTED), bytes(8))
+        self.enable_netns(NETNS)
+
+    def _map(self, name: str) -> BpfMap:
+        return self.maps[FDS[name]]
+
+    policy = property(lambda self: self._map("policy"))
+    counters = property(lambda self: self._map("counters"))
+
+    def enable_netns(self, inum: int) -> None:
+        self._map("netns").set(struct.pack("=I", inum), struct.pack("=I", 1))
+
+    def cgroup(self, cgroup_id: int, verdict: int) -> None:
+        self._map("cgroups").set(struct.pack("=Q", cgroup_id), struct.pack("=I", verdict))
+
+    def count(self, counter: int) -> int:
+        value: int = struct.unpack("=Q", self.counters.entries[struct.pack("=I", counter)])[0]
+        return value
+
+    def socket(
+        self, family: int = AF_INET, type_: int = SOCK_STREAM, protocol: int = 0, *,
+        cgroups: tuple[int, ...] = (1, 20, 300), netns: int = NETNS, nsproxy: bool = True,
+    ) -> int:  # fmt: skip
+        net = KernelStruct({OFFSETS.net_ns_inum: netns})
+        proxy = KernelStruct({OFFSETS.nsproxy_net_ns: (net, 0)})
+        task = KernelStruct({OFFSETS.task_nsproxy: (proxy, 0) if nsproxy else 0})
+        program = mptcpify_program(OFFSETS).assemble(FDS)
+        return run(program, [family, type_, protocol], self.maps, Task(cgroups, task))
+
+
+def expected(family: int, type_: int, protocol: int) -> int:
+    """What the measured rules want: convert TCP streams whatever the flags, else no opinion."""
+    stream = type_ & 0xF == SOCK_STREAM
+    if family in (AF_INET, AF_INET6) and stream and protocol in (0, IPPROTO_TCP):
         return IPPROTO_MPTCP
-    return protocol
+    return 0
 
 
 @pytest.mark.parametrize(
@@ -63,124 +136,61 @@ def mptcpify(family: int, type_: int, protocol: int) -> int:
     list(
         itertools.product(
             (AF_INET, AF_INET6, AF_UNIX, 0),
-            (SOCK_STREAM, SOCK_DGRAM, 3),
-            (0, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_MPTCP, 132),
+            (
+                SOCK_STREAM, SOCK_STREAM | SOCK_CLOEXEC,
+                SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, SOCK_DGRAM, SOCK_RAW,
+                SOCK_DGRAM | SOCK_CLOEXEC,
+            ),
+            (0, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_MPTCP, IPPROTO_SCTP),
         )
     ),
-)
-def test_program_matches_mptcpify_c(family: int, type_: int, protocol: int) -> None:
-    assert run(PROGRAM, [family, type_, protocol, 0]) == mptcpify(family, type_, protocol)
+)  # fmt: skip
+def test_system_wide_converts_tcp_streams_only(family: int, type_: int, protocol: int) -> None:
+    assert World().socket(family, type_, protocol) == expected(family, type_, protocol)
 
 
-def test_program_is_bounded_and_reads_only_the_three_arguments() -> None:
-    assert len(PROGRAM) % 8 == 0
-    count = len(PROGRAM) // 8
-    for pc in range(count):
-        code, _regs, off, _imm = struct.unpack_from("=BBhi", PROGRAM, pc * 8)
-        if code in (0x16, 0x56):
-            assert off >= 0 and pc + 1 + off < count  # forward only, inside the program
-        if code == 0x79:
-            assert off in (0, 8, 16)
-    assert PROGRAM[-8] == 0x95
+def test_counters_count_tcp_calls_and_conversions() -> None:
+    world = World()
+    world.socket()
+    world.socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC)
+    world.socket(AF_INET, SOCK_DGRAM)  # not TCP: not seen
+    world.socket(netns=1)  # seen, not converted
+    assert (world.count(COUNTER_SEEN), world.count(COUNTER_CONVERTED)) == (3, 2)
+
+
+def test_nothing_in_scope_and_namespaces_without_mptcp_get_no_opinion() -> None:
+    assert World(NOTHING_IN_SCOPE).socket() == 0
+    assert World().socket(netns=NETNS + 1) == 0  # net.mptcp.enabled=0 there: 262 would fail
+    assert World().socket(nsproxy=False) == 0
+
+
+def test_system_wide_opt_out_covers_a_cgroup_and_its_children() -> None:
+    world = World(CONVERT)
+    world.cgroup(20, LEAVE)
+    assert world.socket(cgroups=(1, 20)) == 0
+    assert world.socket(cgroups=(1, 20, 300, 4000)) == 0
+    assert world.socket(cgroups=(1, 21, 300)) == IPPROTO_MPTCP
+
+
+def test_selected_cgroups_with_their_children_and_deepest_entry_wins() -> None:
+    world = World(LEAVE)
+    world.cgroup(20, CONVERT)
+    assert world.socket(cgroups=(1, 20)) == IPPROTO_MPTCP
+    assert world.socket(cgroups=(1, 20, 300, 4000, 5, 6, 7, 8, 9, 10, 11)) == IPPROTO_MPTCP
+    assert world.socket(cgroups=(1, 21, 300)) == 0  # a sibling
+    assert world.socket(cgroups=(1,)) == 0  # the root
+    world.cgroup(300, LEAVE)
+    assert world.socket(cgroups=(1, 20, 300, 4000)) == 0
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="loading BPF needs root")
-def test_verifier_accepts_the_instructions_as_a_kprobe() -> None:
-    fd, log = bpf_mptcpify.load(bpf_mptcpify.BPF_PROG_TYPE_KPROBE)
-    os.close(fd)
+def test_verifier_accepts_the_program_with_its_maps_as_a_kprobe() -> None:
+    fds = {spec.name: bpf_syscall.map_create(spec) for spec in MAPS}
+    try:
+        program = mptcpify_program(OFFSETS).assemble(fds)
+        fd, log = bpf_syscall.prog_load(program, bpf_syscall.BPF_PROG_TYPE_KPROBE, name="t")
+        os.close(fd)
+    finally:
+        for map_fd in fds.values():
+            os.close(map_fd)
     assert "processed" in log
-
-
-def btf_blob(functions: list[str]) -> bytes:
-    """A little-endian BTF: an INT, a FUNC_PROTO with one param, then FUNCs with names."""
-    strings = b"\0int\0" + b"".join(name.encode() + b"\0" for name in functions)
-    types = struct.pack("=III", 1, 1 << 24, 4) + struct.pack("=I", 32)  # INT "int", 32 bits
-    types += struct.pack("=III", 0, (13 << 24) | 1, 1) + struct.pack("=II", 0, 1)  # FUNC_PROTO
-    offset = 5
-    for name in functions:
-        types += struct.pack("=III", offset, 12 << 24, 2)  # FUNC → proto id 2
-        offset += len(name) + 1
-    header = struct.pack("=HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
-    return header + types + strings
-
-
-def test_find_func_counts_ids_across_kinds() -> None:
-    blob = btf_blob(["tcp_v4_connect", "update_socket_protocol"])
-    assert find_func(blob, "update_socket_protocol") == 4
-    assert find_func(blob, "tcp_v4_connect") == 3
-    assert find_func(blob, "int") is None  # a name, but not of a FUNC
-    assert find_func(blob, "missing") is None
-
-
-def test_find_func_refuses_what_is_not_btf() -> None:
-    with pytest.raises(BtfError, match="magic"):
-        find_func(b"\0" * 64, "x")
-    with pytest.raises(BtfError, match="short"):
-        find_func(b"\x9f\xeb", "x")
-
-
-def test_no_btf_is_a_reason(tmp_path: Path) -> None:
-    result = probe(tmp_path / "vmlinux")
-    assert not result.available
-    assert str(result) == f"unavailable: the kernel has no BTF ({tmp_path / 'vmlinux'} missing)"
-
-
-def test_kernel_without_the_function(tmp_path: Path) -> None:
-    (tmp_path / "vmlinux").write_bytes(btf_blob(["tcp_v4_connect"]))
-    result = str(probe(tmp_path / "vmlinux"))
-    assert result.startswith("unavailable: the kernel (")
-    assert "has no update_socket_protocol() (Linux 6.6+ with CONFIG_MPTCP)" in result
-
-
-def test_eperm_names_errno_and_verifier_log(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (tmp_path / "vmlinux").write_bytes(btf_blob(["update_socket_protocol"]))
-    seen: list[int] = []
-
-    def refuse(cmd: int, attr: ctypes.Array[ctypes.c_char]) -> int:
-        seen.append(struct.unpack_from("=I", attr, 108)[0])
-        error = OSError(errno.EPERM, os.strerror(errno.EPERM))
-        raise error
-
-    monkeypatch.setattr(bpf_mptcpify, "_bpf", refuse)
-    result = str(probe(tmp_path / "vmlinux"))
-    assert seen == [0]  # refused before the BTF walk: tracing programs are refused at all
-    assert result.startswith(
-        "unavailable: the kernel refused the fmod_ret program for update_socket_protocol: "
-        "EPERM (Operation not permitted)"
-    )
-
-
-def test_a_kernel_that_allows_tracing_gets_the_functions_id(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (tmp_path / "vmlinux").write_bytes(btf_blob(["tcp_v4_connect", "update_socket_protocol"]))
-    seen: list[int] = []
-
-    def verify(cmd: int, attr: ctypes.Array[ctypes.c_char]) -> int:
-        attach_btf_id = struct.unpack_from("=I", attr, 108)[0]
-        seen.append(attach_btf_id)
-        if attach_btf_id == 0:  # what a permissive kernel says to a program without a target
-            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
-        return os.open("/dev/null", os.O_RDONLY)  # a stand-in program fd
-
-    monkeypatch.setattr(bpf_mptcpify, "_bpf", verify)
-    assert str(probe(tmp_path / "vmlinux")) == "available"
-    assert seen == [0, 4]  # the pre-check, then the FUNC's id from the walk
-
-
-@pytest.mark.skipif(
-    not bpf_mptcpify.VMLINUX_BTF.exists() or os.geteuid() != 0, reason="needs root and BTF"
-)
-def test_this_kernel() -> None:
-    """Here tracing programs are refused: the probe must say so (elsewhere: available)."""
-    result = probe()
-    if result.available:
-        assert str(result) == "available"
-    else:
-        assert "EPERM" in result.reason or "update_socket_protocol" in result.reason, result
-
-
-async def test_the_daemons_stepwise_probe_answers_like_the_direct_one() -> None:
-    assert str(await probe_in_loop()) == str(probe())

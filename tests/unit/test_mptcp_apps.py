@@ -124,3 +124,20 @@ async def test_a_service_without_commands_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument, match="no ExecStart"):
         await MptcpApps(Units([empty]), tmp_path).enable("e.service")
     assert entries(tmp_path) == []
+
+
+async def test_the_bpf_backend_registers_the_cgroup_before_the_unit_starts(
+    tmp_path: Path,
+) -> None:
+    """ExecStartPre= runs in the unit's cgroup before the main process; ExecStart= is kept."""
+    apps = MptcpApps(Units([WEB]), tmp_path)
+    path = await apps.enable("web.service", bpf=True)
+    text = path.read_text()
+    assert '[Service]\nExecStartPre=+"/usr/bin/netpathctl" mptcp app register\n' in text
+    assert "ExecStart=" not in text.replace("ExecStartPre=", "")
+    assert apps.backend("web.service") == "bpf"
+    await apps.disable("web.service")
+    await apps.enable("web.service")
+    assert apps.backend("web.service") == "seccomp"
+    with pytest.raises(NotFound):
+        apps.backend("other.service")

@@ -26,6 +26,7 @@ READERS = {
     ("org.netpathd1.Dns", "ExplainDomains"),
     ("org.netpathd1.Mptcp", "GetConnections"),
     ("org.netpathd1.Mptcp", "ListApps"),
+    ("org.netpathd1.Mptcp", "ListAppBackends"),
 }
 ISSUE_ACTIONS = {
     "org.netpathd1.mptcp.configure",

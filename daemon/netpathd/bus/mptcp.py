@@ -17,18 +17,20 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from dbus_fast import PropertyAccess, Variant
 from dbus_fast.annotations import DBusBool, DBusSignature, DBusStr, DBusUInt16, DBusUInt32
-from dbus_fast.service import ServiceInterface, dbus_method, dbus_property, dbus_signal
+from dbus_fast.service import dbus_method, dbus_property, dbus_signal
 
 from netpathd.bus.errors import dbus_errors
 from netpathd.bus.polkit import Authorizer
+from netpathd.bus.tcp_to_mptcp import TcpToMptcpMembers
 from netpathd.errors import NotSupported
-from netpathd.kernel.bpf_mptcpify import ProbeResult, probe_in_loop
+from netpathd.kernel.bpf_probe import ProbeResult, probe_in_loop
 from netpathd.kernel.mptcp_events import MptcpEvent
 from netpathd.model.mptcp import Endpoint, Limits, validate_endpoint_id, validate_limits
 from netpathd.model.mptcp_config import flag_names
 from netpathd.model.mptcp_request import endpoint_request, flags_request
 from netpathd.mptcp_apps import MptcpApps, check_unit_name
 from netpathd.mptcp_manager import MptcpManager
+from netpathd.tcp_to_mptcp import TcpToMptcp
 
 if TYPE_CHECKING:  # sock_diag and /proc scanning load only when GetConnections is called
     from netpathd.kernel.mptcp_diag import MptcpConnection, Subflow
@@ -111,14 +113,19 @@ def connection_dict(conn: "MptcpConnection", owners: "Sequence[Owner]" = ()) -> 
     }
 
 
-class MptcpInterface(ServiceInterface):
+class MptcpInterface(TcpToMptcpMembers):
     def __init__(
-        self, mptcp: MptcpManager, polkit: Authorizer, apps: MptcpApps | None = None
+        self,
+        mptcp: MptcpManager,
+        polkit: Authorizer,
+        apps: MptcpApps | None = None,
+        tcp: TcpToMptcp | None = None,
     ) -> None:
         super().__init__(INTERFACE)
         self._mptcp = mptcp
         self._polkit = polkit
         self._apps = apps
+        self._tcp = tcp
         self._system_wide: asyncio.Task[ProbeResult] | None = None
         mptcp.observe(self._on_change)
         mptcp.observe_events(self._on_event)
@@ -258,7 +265,8 @@ class MptcpInterface(ServiceInterface):
     async def EnableApp(self, unit: DBusStr) -> None:
         check_unit_name(unit)
         await self._polkit.authorize(INTERFACE, "EnableApp", unit=unit)
-        await self._require_apps().enable(unit)
+        bpf = self._tcp is not None and self._tcp.available
+        await self._require_apps().enable(unit, bpf=bpf)
 
     @dbus_method()
     @dbus_errors
@@ -266,6 +274,8 @@ class MptcpInterface(ServiceInterface):
         check_unit_name(unit)
         await self._polkit.authorize(INTERFACE, "DisableApp", unit=unit)
         await self._require_apps().disable(unit)
+        if self._tcp is not None:
+            await self._tcp.forget(unit)
 
     @dbus_method()
     @dbus_errors

@@ -67,6 +67,10 @@ ACTIONS: Mapping[tuple[str, str], str] = {
     (_MPTCP, "FlushEndpoints"): MPTCP_CONFIGURE,
     (_MPTCP, "EnableApp"): MPTCP_APP,
     (_MPTCP, "DisableApp"): MPTCP_APP,
+    (_MPTCP, "SystemWide"): MPTCP_APP,
+    (_MPTCP, "SystemWideExclude"): MPTCP_APP,
+    (_MPTCP, "SystemWideInclude"): MPTCP_APP,
+    (_MPTCP, "RegisterApp"): MPTCP_APP,
 }
 # Removing what exists only at runtime needs only the runtime action: a VPN client
 # that may add its connection must be able to take it away again.
@@ -183,12 +187,19 @@ class Authorizer:
             ) from None
         judge(action, reply, caller.interactive)
 
+    async def caller_pid(self) -> int:
+        """The pid of the caller of the member running now, as the bus daemon knows it."""
+        return await self._ask_bus("GetConnectionUnixProcessID", current_caller())
+
     async def _uid(self, caller: Caller) -> int:
+        return await self._ask_bus("GetConnectionUnixUser", caller)
+
+    async def _ask_bus(self, member: str, caller: Caller) -> int:
         request = Message(
             destination="org.freedesktop.DBus",
             path="/org/freedesktop/DBus",
             interface="org.freedesktop.DBus",
-            member="GetConnectionUnixUser",
+            member=member,
             signature="s",
             body=[caller.sender],
         )
@@ -199,8 +210,8 @@ class Authorizer:
         if reply.message_type is MessageType.ERROR:
             reason = reply.body[0] if reply.body else reply.error_name
             raise PermissionDenied(f"the bus did not say who is calling: {reason}")
-        uid: int = reply.body[0]
-        return uid
+        value: int = reply.body[0]
+        return value
 
     def _cancel(self, cancellation_id: str) -> None:
         """Tell polkitd to drop a question we gave up on (an agent may still show it)."""

@@ -117,6 +117,23 @@ class SystemdClient:
             exec_start=exec_commands(service.get("ExecStart", []), service.get("ExecStartEx")),
         )
 
+    async def control_group(self, name: str) -> str:
+        """The cgroup path of a running unit (``ControlGroup``); NotFound when it has none."""
+        try:
+            await self._require_systemd()
+            (path,) = await self._call(MANAGER_PATH, MANAGER, "GetUnit", "s", [name])
+            (value,) = await self._call(
+                path, "org.freedesktop.DBus.Properties", "Get", "ss", [UNIT, "ControlGroup"]
+            )
+        except _CallError as error:
+            if error.name == NO_SUCH_UNIT:
+                raise NotFound(f"{name} is not loaded") from None
+            raise Failed(f"systemd refused to describe {name}: {error}") from None
+        cgroup = str(value.value)
+        if not cgroup:
+            raise NotFound(f"{name} is not running (no cgroup)")
+        return cgroup
+
     async def reload(self) -> None:
         try:
             await self._call(MANAGER_PATH, MANAGER, "Reload")

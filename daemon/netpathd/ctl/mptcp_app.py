@@ -1,9 +1,11 @@
 """``netpathctl mptcp app``: services started under ``netpathctl run``, and who uses MPTCP.
 
 ``enable``/``disable``/``list`` are the daemon's EnableApp/DisableApp/ListApps (mptcpd's
-``mptcpize enable|disable UNIT``, done with a systemd drop-in).  ``status`` is the guide's
-verification step (``ss -nti`` showing ``tcp-ulp-mptcp``) per process: which processes hold
-MPTCP connections now, plus whether system-wide BPF mode could work on this kernel.
+``mptcpize enable|disable UNIT``, done with a systemd drop-in).  ``register`` is what that
+drop-in runs as ``ExecStartPre=+`` when the BPF backend serves the unit.  ``status`` is the
+guide's verification step (``ss -nti`` showing ``tcp-ulp-mptcp``) per process: which processes
+hold MPTCP connections now, the backend of each enabled unit and the BPF program's counters.
+``netpathctl mptcp system-wide on|off`` is the guide's system-wide procedure without SystemTap.
 """
 
 from __future__ import annotations
@@ -36,6 +38,36 @@ async def app_list(client: Client, args: argparse.Namespace) -> None:
     emit(args, units, "\n".join(units))
 
 
+async def app_register(client: Client, args: argparse.Namespace) -> None:
+    (unit,) = await client.call(MPTCP, "RegisterApp")
+    emit(args, {"unit": unit}, f"MPTCP for new TCP sockets of {unit}")
+
+
+async def system_wide(client: Client, args: argparse.Namespace) -> None:
+    if args.value is not None:
+        from dbus_fast import Variant  # noqa: PLC0415
+
+        await client.set_property(MPTCP, "SystemWide", Variant("b", args.value == "on"))
+        return
+    values = unwrap(await client.get_all(MPTCP))
+    data = {
+        "system_wide": values.get("SystemWide", False),
+        "exclude": values.get("SystemWideExclude", []),
+        "include": values.get("SystemWideInclude", []),
+        "backend": values.get("TcpToMptcpBackend", "unknown"),
+        "stats": values.get("TcpToMptcpStats", {}),
+    }
+    stats = data["stats"]
+    text = (
+        f"System-wide: {'on' if data['system_wide'] else 'off'}\n"
+        f"Excluded: {' '.join(data['exclude']) or '-'}\n"
+        f"Included: {' '.join(data['include']) or '-'}\n"
+        f"Backend: {data['backend']}\n"
+        f"TCP sockets seen: {stats.get('seen', 0)}, made MPTCP: {stats.get('converted', 0)}"
+    )
+    emit(args, data, text)
+
+
 def processes(connections: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One entry per process: pid, command and how many MPTCP connections it holds."""
     by_pid: dict[int, dict[str, Any]] = {}
@@ -51,13 +83,17 @@ async def app_status(client: Client, args: argparse.Namespace) -> None:
     (connections,) = await client.call(MPTCP, "GetConnections")
     owners = processes(unwrap(connections))
     mode = values.get("SystemWideMode", "unknown")
+    (backends,) = await client.call(MPTCP, "ListAppBackends")
     text = f"System-wide BPF mode: {mode}\n"
+    if backends:
+        text += table(("UNIT", "BACKEND"), sorted(backends.items()))
+        text += "\n(running services keep their existing sockets until restarted)\n"
     if owners:
         rows = [(o["pid"], o["command"], o["connections"]) for o in owners]
         text += table(("PID", "COMMAND", "MPTCP-CONNECTIONS"), rows)
     else:
         text += "No process holds an MPTCP connection."
-    emit(args, {"system_wide_mode": mode, "processes": owners}, text)
+    emit(args, {"system_wide_mode": mode, "apps": backends, "processes": owners}, text)
 
 
 def register(objects: Verbs) -> None:
@@ -72,6 +108,12 @@ def register(objects: Verbs) -> None:
         action.add_argument("unit", metavar="UNIT")
         action.set_defaults(handler=handler)
     add_verb(actions, "list", "units enabled").set_defaults(handler=app_list)
+    add_verb(actions, "register", "(ExecStartPre=) list this unit's cgroup for BPF").set_defaults(
+        handler=app_register
+    )
     add_verb(actions, "status", "processes with MPTCP connections, BPF mode").set_defaults(
         handler=app_status
     )
+    switch = add_verb(objects, "system-wide", "show or set MPTCP for every TCP socket (BPF)")
+    switch.add_argument("value", nargs="?", choices=("on", "off"))
+    switch.set_defaults(handler=system_wide)
