@@ -12,6 +12,7 @@ import dataclasses
 
 from netpathd.dns_manager import DnsManager
 from netpathd.errors import InvalidArgument, NotFound
+from netpathd.kernel.ifindex import link_exists
 from netpathd.model import resolvconf
 from netpathd.model.dns import DnsConnection
 from netpathd.model.dns_settings import PRIORITY_MAX, merge_settings
@@ -25,7 +26,9 @@ def record_connection(
     if not 0 <= flags.metric <= PRIORITY_MAX:
         raise InvalidArgument(f"metric {flags.metric}: must be 0-{PRIORITY_MAX}")
     parsed = resolvconf.parse_text(text)
-    interface = resolvconf.interface_of(key, dns.link_exists)
+    interface = resolvconf.interface_of(
+        key, lambda name: dns.link_exists(name) or link_exists(name)
+    )
     existing = dns.sourced(name)
     seq = existing.created_seq if existing is not None else dns.next_seq()
     conn = merge_settings(
