@@ -2,7 +2,7 @@
 
 ``netpathd`` is the daemon and its client; ``netpathd-resolvconf`` only links
 ``/usr/sbin/resolvconf`` to netpathctl, so installing netpathd never takes ``resolvconf``
-over from another package (as Debian splits it from systemd-resolved).
+over from another package (as systemd-resolvconf does for resolvectl).
 """
 
 from __future__ import annotations
