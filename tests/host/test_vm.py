@@ -1,4 +1,4 @@
-"""The VM tier: the fresh .deb on a real Debian 12 host with systemd as PID 1.
+"""The VM tier: the fresh .debs on a real Debian 12 host with systemd as PID 1.
 
 One boot runs every step of ``guest-steps`` in order; each step is a test here, so the
 report names the step that failed, with its output and the guest's journal attached.
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.host.vm import GuestRun, build_image, qemu_missing, run_steps
-from tests.support.packages import debian_package
+from tests.support.packages import debian_package, debian_resolvconf_package
 
 pytestmark = pytest.mark.vm
 
@@ -34,6 +34,7 @@ STEPS = [
     "two-paths",
     "guide-mptcp",
     "resolver-file",
+    "resolvconf-package",
     "apt-remove",
     "apt-purge",
     "reinstall-remove-untouched",
@@ -45,9 +46,12 @@ def guest(tmp_path_factory: pytest.TempPathFactory) -> GuestRun:
     missing = qemu_missing()
     if missing:
         pytest.skip(f"the VM tier needs qemu: {missing}")
-    deb = debian_package()
+    debs = {
+        "netpathd.deb": debian_package(),
+        "netpathd-resolvconf.deb": debian_resolvconf_package(),
+    }
     image, image_seconds = build_image()
-    run = run_steps(image, deb, STEPS, tmp_path_factory.mktemp("vm-share"))
+    run = run_steps(image, debs, STEPS, tmp_path_factory.mktemp("vm-share"))
     # The tier's times, in the pytest output (-s or the captured log of a failure).
     print(
         f"\nVM tier: image {image_seconds:.0f} s ({image.name}), boot and steps "

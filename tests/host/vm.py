@@ -1,7 +1,7 @@
 """The VM tier's runner: a Debian 12 guest with systemd as PID 1 under qemu, steps over 9p.
 
 ``tests/host/build-image`` makes (or finds in its cache) the guest image; :func:`run_steps`
-boots it with a 9p share holding the .deb, ``guest-steps`` and the list of steps, and reads
+boots it with a 9p share holding the .debs, ``guest-steps`` and the list of steps, and reads
 back what the guest wrote: its output, its exit status and ``journalctl -b``. The image is
 booted with ``snapshot=on`` so every run starts from the same disk. TCG only: /dev/kvm
 here is PVM, which qemu cannot use (../shared/vm-host.md).
@@ -79,10 +79,14 @@ def build_image() -> tuple[Path, float]:
     return image, time.monotonic() - begin
 
 
-def run_steps(image: Path, deb: Path, steps: list[str], share: Path) -> GuestRun:
-    """Boot the guest once, run ``steps`` in order, and return what it reported."""
+def run_steps(image: Path, debs: dict[str, Path], steps: list[str], share: Path) -> GuestRun:
+    """Boot the guest once, run ``steps`` in order, and return what it reported.
+
+    ``debs`` maps the names ``guest-steps`` reads in the share to the packages.
+    """
     share.mkdir(parents=True, exist_ok=True)
-    shutil.copy(deb, share / "netpathd.deb")
+    for name, deb in debs.items():
+        shutil.copy(deb, share / name)
     shutil.copy(HERE / "guest-steps", share / "guest-steps")
     (share / "steps").write_text("".join(f"{name}\n" for name in steps), encoding="utf-8")
     console = share / "console.log"

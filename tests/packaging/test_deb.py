@@ -1,4 +1,9 @@
-"""The Debian package: dpkg-buildpackage builds it, lintian passes, it holds the repo's files."""
+"""The Debian packages: dpkg-buildpackage builds them, lintian passes, they hold the repo's files.
+
+``netpathd`` is the daemon and its client; ``netpathd-resolvconf`` only links
+``/usr/sbin/resolvconf`` to netpathctl, so installing netpathd never takes ``resolvconf``
+over from another package (as systemd-resolvconf does for resolvectl).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import pytest
 
 from netpathd.ctl.main import build_parser
 from tests.packaging.parsers import bash_complete, walk
-from tests.support.packages import debian_package
+from tests.support.packages import debian_package, debian_resolvconf_package
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.packages
@@ -48,9 +53,9 @@ def unpacked(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tree
 
 
-def field(name: str) -> str:
+def field(name: str, package: Path | None = None) -> str:
     done = subprocess.run(
-        ["dpkg-deb", "-f", str(debian_package()), name],
+        ["dpkg-deb", "-f", str(package or debian_package()), name],
         capture_output=True,
         text=True,
         check=True,
@@ -70,6 +75,65 @@ def test_lintian_reports_no_error_and_no_warning() -> None:
     )
     findings = [line for line in done.stdout.splitlines() if not line.startswith("N:")]
     assert (done.returncode, findings) == (0, [])
+
+
+def links_of(package: Path) -> dict[str, str]:
+    """Every symbolic link in ``package`` (a failure for anything else): path -> target.
+
+    The package's own documents and lintian overrides do not count.
+    """
+    done = subprocess.run(
+        ["dpkg-deb", "--contents", str(package)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    found = {}
+    for line in done.stdout.splitlines():
+        mode, *_, name = line.split(maxsplit=5)
+        path = name.split(" -> ")[0].removeprefix(".")
+        if mode.startswith("d") or path.startswith(("/usr/share/doc/", "/usr/share/lintian/")):
+            continue
+        assert mode.startswith("l"), f"not a link: {line}"
+        found[path] = name.split(" -> ")[1]
+    return found
+
+
+def test_netpathd_itself_never_installs_resolvconf(unpacked: Path) -> None:
+    assert not (unpacked / "usr/sbin/resolvconf").exists()
+    assert list((unpacked / "usr/share/man").rglob("resolvconf*")) == []
+
+
+def test_resolvconf_package_holds_only_links_to_netpathctl() -> None:
+    assert links_of(debian_resolvconf_package()) == {
+        "/usr/sbin/resolvconf": "../bin/netpathctl",
+        "/usr/share/man/man8/resolvconf.8.gz": "../man1/netpathctl.1.gz",
+    }
+
+
+def test_resolvconf_links_reach_netpathds_files(tmp_path: Path) -> None:
+    for package in (debian_package(), debian_resolvconf_package()):
+        subprocess.run(["dpkg-deb", "-x", str(package), str(tmp_path)], check=True, timeout=120)
+    for link, target in (
+        ("usr/sbin/resolvconf", "usr/bin/netpathctl"),
+        ("usr/share/man/man8/resolvconf.8.gz", "usr/share/man/man1/netpathctl.1.gz"),
+    ):
+        assert (tmp_path / link).resolve() == (tmp_path / target).resolve(strict=True), link
+
+
+def test_resolvconf_package_takes_the_name_from_resolvconf_and_openresolv() -> None:
+    package = debian_resolvconf_package()
+    relations = {
+        name: field(name, package) for name in ("Depends", "Provides", "Conflicts", "Replaces")
+    }
+    assert relations == {
+        "Depends": f"netpathd (= {field('Version')})",
+        "Provides": "resolvconf",
+        "Conflicts": "openresolv, resolvconf",
+        "Replaces": "openresolv, resolvconf",
+    }
+    assert field("Architecture", package) == field("Architecture")
 
 
 def test_repo_files_are_installed_unchanged(unpacked: Path) -> None:

@@ -1,7 +1,8 @@
 """The Debian and RPM packages of this tree, each built once per test run.
 
 Both the package tests and the VM tier use them, so the .deb the guest installs is the one
-lintian checked.
+lintian checked. One build makes every binary package of the source: ``netpathd`` and
+``netpathd-resolvconf`` (the ``/usr/sbin/resolvconf`` link) lie side by side.
 """
 
 from __future__ import annotations
@@ -50,3 +51,19 @@ def debian_package() -> Path:
 def rpm_package() -> Path:
     """The binary .rpm built by packaging/build-rpm."""
     return _build("build-rpm", _output_dir() / "rpm")
+
+
+def _sibling(package: Path, pattern: str) -> Path:
+    found = sorted(package.parent.glob(pattern))
+    assert len(found) == 1, f"{pattern} beside {package.name}: {[path.name for path in found]}"
+    return found[0]
+
+
+def debian_resolvconf_package() -> Path:
+    """netpathd-resolvconf's .deb, built with netpathd's."""
+    return _sibling(debian_package(), "netpathd-resolvconf_*.deb")
+
+
+def rpm_resolvconf_package() -> Path:
+    """The netpathd-resolvconf subpackage's .rpm, built with netpathd's."""
+    return _sibling(rpm_package(), "netpathd-resolvconf-[0-9]*.rpm")
