@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
-import os
 import socket
 import statistics
 import sys
@@ -40,8 +38,8 @@ from tests.support.dbus_client import BusClient, bus_client  # noqa: E402
 from tests.support.netns import Netns, netns, veth  # noqa: E402
 from tests.support.ra import ROUTER_ADDRESS, advertisement, prepare, rdnss  # noqa: E402
 
-from bench_dns import CLONE_NEWNET, RenameWatch, Stamps, libc  # noqa: E402
-from common import percentile, ratio, start_daemon, table  # noqa: E402
+from bench_dns import RenameWatch, Stamps  # noqa: E402
+from common import entered, percentile, ratio, start_daemon, table  # noqa: E402
 
 TIMEOUT_S = 5.0
 SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, RTNLGRP_ND_USEROPT = 270, 1, 20
@@ -49,20 +47,9 @@ RA_SERVER, BUS_SERVER = "2001:db8::53", "2001:db8::54"
 
 
 def inside(ns: Netns, family: int, kind: int, proto: int, link: str) -> tuple[socket.socket, int]:
-    """A socket living in ``ns`` (setns only for the socket() call) and ``link``'s index."""
-    home = os.open("/proc/self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{ns.name}", os.O_RDONLY)
-    try:
-        if libc.setns(target, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), "setns")
-        try:
-            return socket.socket(family, kind, proto), socket.if_nametoindex(link)
-        finally:
-            if libc.setns(home, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns back")
-    finally:
-        os.close(home)
-        os.close(target)
+    """A socket living in ``ns`` and ``link``'s index there."""
+    with entered(ns):
+        return socket.socket(family, kind, proto), socket.if_nametoindex(link)
 
 
 class UserOptWatch(Stamps):

@@ -6,6 +6,7 @@ before importing it.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import select
 import socket
@@ -13,6 +14,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +24,28 @@ from tests.support.daemon import daemon_argv, daemon_env
 from tests.support.netns import Netns
 
 TICKS = os.sysconf("SC_CLK_TCK")
+
+
+CLONE_NEWNET = 0x40000000
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+@contextmanager
+def entered(ns: Netns) -> Iterator[None]:
+    """This thread inside ``ns`` for the body, e.g. to create a socket that lives there."""
+    home = os.open("/proc/self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{ns.name}", os.O_RDONLY)
+    try:
+        if libc.setns(target, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns")
+        try:
+            yield
+        finally:
+            if libc.setns(home, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back")
+    finally:
+        os.close(home)
+        os.close(target)
 
 
 def cpu_seconds(pid: int) -> float:
