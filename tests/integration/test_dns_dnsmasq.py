@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -19,7 +20,7 @@ from tests.integration.split_dns import (
     wait_state,
 )
 from tests.support.bus import PrivateBus
-from tests.support.daemon import Daemon, running_daemon
+from tests.support.daemon import Daemon, running_daemon, start_daemon
 from tests.support.dbus_client import bus_client
 from tests.support.dns_servers import DNSMASQ
 from tests.support.netns import Netns
@@ -79,6 +80,33 @@ async def test_kill_9_of_dnsmasq_is_restored(
         split.only("back.example.org", split.wan)
         print(f"dnsmasq kill -9 -> queries answered again after {restored * 1000:.0f} ms")
         assert dnsmasq_pids(ns) != [pid]
+
+
+async def test_a_dnsmasq_left_by_a_killed_netpathd_is_replaced(
+    ns: Netns, bus: PrivateBus, tmp_path: Path, split: SplitDns
+) -> None:
+    """kill -9 of netpathd leaves its dnsmasq holding the name and 127.0.0.1:53 (outside a
+    service manager's cgroup kill); the next netpathd stops it and starts its own."""
+    prepare(tmp_path, "dnsmasq")
+    first = start_daemon(ns, bus, tmp_path)
+    try:
+        async with bus_client(bus.address) as client:
+            await wait_state(client, "running")
+        (stale,) = dnsmasq_pids(ns)
+        first.process.kill()
+    finally:
+        first.stop()
+    try:
+        with running_daemon(ns, bus, tmp_path):
+            async with bus_client(bus.address) as client:
+                await wait_state(client, "running")
+                split.wait_route("corp.example", split.corp)
+            pids = dnsmasq_pids(ns)
+            assert stale not in pids
+            assert len(pids) == 1
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(stale, signal.SIGKILL)  # never leak it, whatever happened above
 
 
 async def test_switching_modes_leaves_nothing_behind(

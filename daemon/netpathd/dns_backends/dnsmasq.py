@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import time
+from pathlib import Path
 
 from dbus_fast import Message, MessageType
 
@@ -150,6 +151,7 @@ class DnsmasqBackend(PushingBackend):
 
     async def _supervise(self) -> None:
         await self._subscribe()
+        await self._stop_stale()
         failures = 0
         while True:
             started = time.monotonic()
@@ -204,6 +206,45 @@ class DnsmasqBackend(PushingBackend):
             await process.wait()
         log.info("stopped dnsmasq (pid %d)", process.pid)
 
+    async def _stop_stale(self) -> None:
+        """Stop a dnsmasq that a killed netpathd left behind.
+
+        Outside a service manager's cgroup kill it still owns the name and 127.0.0.1:53, so
+        ours could not bind and the pushes would reach the old one (NetworkManager kills its
+        stale instance through a pidfile for the same reason).  Only a process that is
+        netpathd's dnsmasq by its command line is stopped.
+        """
+        bus = self._context.bus
+        if bus is None:
+            return
+        try:
+            reply = await asyncio.wait_for(
+                bus.call(
+                    Message(
+                        destination="org.freedesktop.DBus",
+                        path="/org/freedesktop/DBus",
+                        interface="org.freedesktop.DBus",
+                        member="GetConnectionUnixProcessID",
+                        signature="s",
+                        body=[BUS_NAME],
+                    )
+                ),
+                CALL_TIMEOUT,
+            )
+        except TimeoutError:
+            return
+        if reply is None or reply.message_type is MessageType.ERROR:
+            return  # NameHasNoOwner: nothing was left behind
+        pid: int = reply.body[0]
+        if not _is_netpathds_dnsmasq(pid):
+            log.warning("%s is owned by pid %d, which is not netpathd's dnsmasq", BUS_NAME, pid)
+            return
+        log.warning("stopping the dnsmasq (pid %d) a previous netpathd left running", pid)
+        try:
+            await _stop_process(pid)
+        except PermissionError:
+            log.warning("not allowed to stop the old dnsmasq (pid %d)", pid)
+
     async def _subscribe(self) -> None:
         bus = self._context.bus
         if bus is None or self._subscribed:
@@ -225,6 +266,42 @@ class DnsmasqBackend(PushingBackend):
             log.info("dnsmasq is up: pushing the servers")
             self.wake()
         return None
+
+
+def _is_netpathds_dnsmasq(pid: int) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return os.path.basename(argv[0]) == b"dnsmasq" and f"--enable-dbus={BUS_NAME}".encode() in argv
+
+
+async def _stop_process(pid: int) -> None:
+    """SIGTERM, then SIGKILL after STOP_TIMEOUT; returns once it has exited (a pidfd)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def on_exit() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(pidfd, on_exit)
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(exited), STOP_TIMEOUT)
+        except TimeoutError:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            await exited
+    except ProcessLookupError:
+        pass  # it exited between the question and the signal
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
 
 
 def _describe(status: int) -> str:
