@@ -514,3 +514,51 @@ print(json.dumps(stats), flush=True)
     finally:
         proc.kill()
         proc.wait(TIMEOUT)
+
+
+def test_verbose_reports_each_converted_socket(lab: Lab) -> None:
+    code = "import socket; socket.socket().close(); socket.socket(socket.AF_INET6).close()"
+    result = subprocess.run(
+        lab.client.exec_argv(*NETPATHCTL_RUN[:-1], "-v", "--", sys.executable, "-c", code),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=lab.env(),
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("netpathctl: pid ") and "socket(AF_INET) is MPTCP, fd " in lines[0]
+    assert "socket(AF_INET6) is MPTCP, fd " in lines[1]
+
+
+# What `netpathctl run` must not load: every wrapped program waits for its start-up.
+HEAVY = {"argparse", "asyncio", "dbus_fast", "logging", "dataclasses", "typing", "re", "json"}
+
+
+@pytest.mark.parametrize("argv", [["run", "--", "true"], ["run", "-v", "true"]])
+def test_run_loads_no_heavy_module(argv: list[str]) -> None:
+    """Through netpathd.ctl.main, as the installed console script starts it."""
+    code = (
+        "import sys\n"
+        "from netpathd.ctl.main import main\n"
+        f"code = main({argv!r})\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+        "raise SystemExit(code)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env={**os.environ, "PYTHONPATH": str(DAEMON)},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = set(result.stdout.split())
+    assert loaded & HEAVY == set()
+    assert not any(name.startswith("netpathd.") and name not in RUN_PATH for name in loaded)
+
+
+RUN_PATH = {"netpathd.ctl", "netpathd.ctl.main", "netpathd.ctl.run", "netpathd.ctl.mptcpize"}

@@ -6,14 +6,17 @@ its sub-commands; exit codes come from D-Bus error names in one table.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from typing import TYPE_CHECKING
 
-from netpathd import __version__
-from netpathd.ctl.cli import CALL_TIMEOUT, UsageError, add_verb, emit, snake_keys
-from netpathd.ctl.verbs import normalize, verbs_where
+# `netpathctl run` and `resolvconf` start here too and must not pay for the verbs' imports
+# (argparse, typing, json, ...): those are imported where they are used.  mypy reads
+# TYPE_CHECKING as true whatever its value.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+
+    from netpathd.ctl.client import Client  # keeps dbus-fast out of verbs without the daemon
 
 BUS_ADDRESS_ENV = "NETPATHD_BUS_ADDRESS"
 
@@ -34,11 +37,10 @@ EXIT_CODES: dict[str, int] = {
     "": 69,  # no bus at all
 }
 
-if TYPE_CHECKING:  # keeps dbus-fast out of verbs that do not talk to the daemon
-    from netpathd.ctl.client import Client
-
 
 async def show_status(client: Client, args: argparse.Namespace) -> None:
+    from netpathd.ctl.cli import emit, snake_keys  # noqa: PLC0415 - see TYPE_CHECKING
+
     values = await client.get_all("org.netpathd1.Manager")
     width = max(len(name) for name in values)
     emit(
@@ -53,6 +55,8 @@ async def reload(client: Client, args: argparse.Namespace) -> None:
 
 
 def _seconds(text: str) -> float:
+    import argparse  # noqa: PLC0415 - see TYPE_CHECKING
+
     try:
         value = float(text)
     except ValueError:
@@ -63,7 +67,11 @@ def _seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from netpathd.ctl import dns, mptcp  # noqa: PLC0415 - not for `resolvconf` and `run`
+    import argparse  # noqa: PLC0415 - see TYPE_CHECKING
+
+    from netpathd import __version__  # noqa: PLC0415
+    from netpathd.ctl import dns, mptcp  # noqa: PLC0415
+    from netpathd.ctl.cli import CALL_TIMEOUT, add_verb  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(
         prog="netpathctl", description="Control netpathd. Without a VERB: status."
@@ -89,9 +97,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"netpathctl {__version__}")
     # like nmcli and resolvectl, no verb shows the status
     parser.set_defaults(handler=show_status, accepts_runtime=False)
-    # Imported here, not at the top: `netpathctl run` starts every wrapped program and
-    # must not pay for the verbs that talk to the daemon (asyncio, the DNS settings model).
-
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     add_verb(verbs, "status", "show the daemon's state").set_defaults(handler=show_status)
     add_verb(verbs, "reload", "re-read the configuration").set_defaults(handler=reload)
@@ -112,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     """The call a command line asks for; UsageError (or argparse's exit 2) if none."""
+    from netpathd.ctl.cli import UsageError  # noqa: PLC0415 - see TYPE_CHECKING
+    from netpathd.ctl.verbs import normalize, verbs_where  # noqa: PLC0415
+
     parser = build_parser()
     args = parser.parse_args(normalize(parser, argv))
     if args.runtime and not args.accepts_runtime:
@@ -121,6 +129,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 async def dispatch(args: argparse.Namespace) -> int:
+    from netpathd.ctl.cli import UsageError  # noqa: PLC0415
     from netpathd.ctl.client import CallFailed, Client  # noqa: PLC0415
 
     try:
@@ -173,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         from netpathd.ctl.run import run  # noqa: PLC0415
 
         return run(argv[1:])
+    from netpathd.ctl.cli import UsageError  # noqa: PLC0415
+
     try:
         args = parse(argv)
     except UsageError as error:
@@ -182,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         from netpathd.ctl.run import run  # noqa: PLC0415
 
         return run(args.command)
-    import asyncio  # noqa: PLC0415 - see build_parser()
+    import asyncio  # noqa: PLC0415
     import signal  # noqa: PLC0415
 
     try:

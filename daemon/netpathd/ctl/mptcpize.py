@@ -68,19 +68,17 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
-import logging
 import os
-import re
 import signal
 import socket
 import struct
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import NoReturn
 
-from netpathd.errors import NotSupported
-
-log = logging.getLogger(__name__)
+# Every wrapped program waits for our start-up: no typing, logging, dataclasses or re here
+# (together more than the rest of netpathctl run).  mypy reads TYPE_CHECKING as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import NoReturn
 
 IPPROTO_MPTCP = 262
 
@@ -111,14 +109,21 @@ _ANSWERED = (errno.ENOENT, errno.EINPROGRESS)
 _SOCK_FLAGS = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
 
 
-@dataclass(frozen=True)
+class NotSupported(Exception):
+    """MPTCP-ization cannot work here; the message says why.  Not errors.NotSupported, whose
+    module imports typing: nothing here ever reaches D-Bus."""
+
+
 class _Arch:
     """What the filter must compare for one architecture (both are little-endian, so the low
     32 bits of argument i sit at offset 16 + 8 * i of struct seccomp_data)."""
 
-    audit_arch: int  # include/uapi/linux/audit.h
-    nr_socket: int
-    nr_seccomp: int
+    __slots__ = ("audit_arch", "nr_seccomp", "nr_socket")
+
+    def __init__(self, audit_arch: int, nr_socket: int, nr_seccomp: int) -> None:
+        self.audit_arch = audit_arch  # include/uapi/linux/audit.h
+        self.nr_socket = nr_socket
+        self.nr_seccomp = nr_seccomp
 
 
 _ARCHES = {"x86_64": _Arch(0xC000003E, 41, 317), "aarch64": _Arch(0xC00000B7, 198, 277)}
@@ -206,7 +211,7 @@ def probe() -> str | None:
     try:
         arch = _arch()
     except NotSupported as exc:
-        return exc.message
+        return str(exc)
     sizes = (ctypes.c_uint16 * 3)()
     nr, op = ctypes.c_long(arch.nr_seccomp), ctypes.c_long(_SECCOMP_GET_NOTIF_SIZES)
     if _libc.syscall(nr, op, ctypes.c_long(0), ctypes.byref(sizes)) < 0:
@@ -215,10 +220,16 @@ def probe() -> str | None:
             return "the kernel is built without seccomp filters (CONFIG_SECCOMP_FILTER)"
         return f"the kernel lacks seccomp user notification (Linux 5.0): {os.strerror(err)}"
     release = os.uname().release
-    found = re.match(r"(\d+)\.(\d+)", release)
-    if found and (int(found[1]), int(found[2])) < (5, 10):
+    if _version(release) < (5, 10):
         return f"kernel {release} lacks a dependable SECCOMP_IOCTL_NOTIF_ADDFD (Linux 5.10)"
     return None
+
+
+def _version(release: str) -> tuple[int, int]:
+    """(major, minor) of a kernel release such as ``6.18.0-1-amd64``; (99, 0) if unreadable."""
+    major, _dot, rest = release.partition(".")
+    minor = rest[: len(rest) - len(rest.lstrip("0123456789"))]
+    return (int(major), int(minor)) if major.isdigit() and minor else (99, 0)
 
 
 def _notif_size() -> int:
@@ -243,12 +254,14 @@ class ExecError(OSError):
     """The command could not be executed; errno, strerror and filename come from execvp()."""
 
 
-@dataclass(frozen=True)
 class Child:
     """The started command and the listener that serves it and all its descendants."""
 
-    pid: int
-    listener: int
+    __slots__ = ("listener", "pid")
+
+    def __init__(self, pid: int, listener: int) -> None:
+        self.pid = pid
+        self.listener = listener
 
 
 def spawn(argv: list[str], sigmask: Iterable[int]) -> Child:
@@ -319,7 +332,8 @@ def _wake_up_on_this_cpu(listener: int) -> None:
     try:
         fcntl.ioctl(listener, _NOTIF_SET_FLAGS, _SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)
     except OSError as error:
-        log.debug("seccomp: no synchronous wake-up (%s)", os.strerror(error.errno or 0))
+        if error.errno not in (errno.EINVAL, errno.ENOTTY):
+            raise
 
 
 class Supervisor:
@@ -329,8 +343,10 @@ class Supervisor:
     namespace, same user) costs two stat() calls and four ioctls per socket().
     """
 
-    def __init__(self, listener: int) -> None:
+    def __init__(self, listener: int, report: Callable[[str], None] | None = None) -> None:
+        """`report`, when given, is told of every socket converted or left TCP (--verbose)."""
         self.listener = listener
+        self._report = report
         self._recv_size = _notif_size()
         self._own_netns_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         own = os.fstat(self._own_netns_fd)
@@ -368,14 +384,18 @@ class Supervisor:
             except OSError as exc:
                 if exc.errno in _ANSWERED:
                     return
-                log.info("pid %d: kept TCP: cannot install the socket: %s", pid, exc.strerror)
+                self._tell(f"pid {pid}: kept TCP: cannot install the socket: {exc.strerror}")
                 self._continue(nid)  # e.g. EMFILE: the native call reports it in the caller
                 return
         if not self._send(_RESP.pack(nid, fd, 0, 0)):
             return
-        if log.isEnabledFor(logging.INFO):
+        if self._report is not None:
             name = socket.AddressFamily(family).name
-            log.info("pid %d: socket(%s) is MPTCP, fd %d", pid, name, fd)
+            self._report(f"pid {pid}: socket({name}) is MPTCP, fd {fd}")
+
+    def _tell(self, message: str) -> None:
+        if self._report is not None:
+            self._report(message)
 
     def _continue(self, nid: int) -> None:
         self._send(_RESP.pack(nid, 0, 0, _SECCOMP_USER_NOTIF_FLAG_CONTINUE))
@@ -420,7 +440,7 @@ class Supervisor:
             if netns_fd is None:
                 return self._socket(pid, family, flags, ids)
             if _libc.setns(netns_fd, _CLONE_NEWNET) < 0:
-                log.info("pid %d: kept TCP: cannot enter its network namespace", pid)
+                self._tell(f"pid {pid}: kept TCP: cannot enter its network namespace")
                 return None
             try:
                 return self._socket(pid, family, flags, ids)
@@ -440,7 +460,7 @@ class Supervisor:
         try:
             return socket.socket(family, socket.SOCK_STREAM | flags, IPPROTO_MPTCP)
         except OSError as exc:
-            log.info("pid %d: kept TCP: no MPTCP socket: %s", pid, exc.strerror)
+            self._tell(f"pid {pid}: kept TCP: no MPTCP socket: {exc.strerror}")
             return None
         finally:
             if switch:

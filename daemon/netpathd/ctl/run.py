@@ -26,10 +26,8 @@ ENOSYS from socket().
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import errno
-import logging
 import os
 import select
 import signal
@@ -37,7 +35,13 @@ import struct
 import sys
 
 from netpathd.ctl import mptcpize
-from netpathd.errors import NetpathdError
+
+# Every wrapped program waits for our start-up, so this path imports neither typing nor
+# argparse (both only for type checking and --help or a mistyped line); mypy reads
+# TYPE_CHECKING as true whatever its value.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
 
 FORWARDED = frozenset(
     {
@@ -143,6 +147,8 @@ def _serve_detached(supervisor: mptcpize.Supervisor) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse  # noqa: PLC0415 - see TYPE_CHECKING above
+
     parser = argparse.ArgumentParser(
         prog="netpathctl run",
         description="Run COMMAND so that its TCP sockets, and its children's, are MPTCP.",
@@ -154,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _parse(argv: list[str]) -> tuple[list[str], bool]:
+def parse_with_argparse(argv: list[str]) -> tuple[list[str], bool]:
     parser = build_parser()
     args = parser.parse_args(argv)
     command: list[str] = args.command
@@ -165,19 +171,41 @@ def _parse(argv: list[str]) -> tuple[list[str], bool]:
     return command, bool(args.verbose)
 
 
+def plain_arguments(argv: list[str]) -> tuple[list[str], bool] | None:
+    """The usual lines, read as argparse reads them, or None for anything else.
+
+    The usual lines: ``-v``/``--verbose`` any number of times, then ``-- COMMAND...`` or a
+    COMMAND that does not start with a dash.  Help, abbreviations, bundled flags and
+    mistakes are argparse's, with its messages.
+    """
+    verbose = False
+    for index, word in enumerate(argv):
+        if word in ("-v", "--verbose"):
+            verbose = True
+            continue
+        command = argv[index + 1 :] if word == "--" else argv[index:]
+        if not command or (word != "--" and word.startswith("-")):
+            return None
+        return command, verbose
+    return None
+
+
+def parse(argv: list[str]) -> tuple[list[str], bool]:
+    """The command to run and whether to log each socket; argparse's exit 2 when unusable."""
+    return plain_arguments(argv) or parse_with_argparse(argv)
+
+
+def _stderr_line(message: str) -> None:
+    print(f"netpathctl: {message}", file=sys.stderr, flush=True)
+
+
 def run(argv: list[str]) -> int:
     """The ``netpathctl run`` verb: the command's exit status, or 125/126/127 when it can't."""
-    command, verbose = _parse(argv)
+    command, verbose = parse(argv)
     reason = mptcpize.probe()
     if reason is not None:
         print(f"netpathctl: run: {reason}", file=sys.stderr)
         return CANNOT_RUN
-    logger = logging.getLogger(mptcpize.__name__)
-    logger.setLevel(logging.INFO if verbose else logging.WARNING)  # whatever the root says
-    if verbose:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("netpathctl: %(message)s"))
-        logger.addHandler(handler)
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
     sigfd = _signalfd(FORWARDED)
     try:
@@ -186,10 +214,10 @@ def run(argv: list[str]) -> int:
         except mptcpize.ExecError as exc:
             print(f"netpathctl: {exc.filename}: {exc.strerror}", file=sys.stderr)
             return 127 if exc.errno == errno.ENOENT else 126
-        except NetpathdError as exc:
-            print(f"netpathctl: run: {exc.message}", file=sys.stderr)
+        except mptcpize.NotSupported as exc:
+            print(f"netpathctl: run: {exc}", file=sys.stderr)
             return CANNOT_RUN
-        supervisor = mptcpize.Supervisor(child.listener)
+        supervisor = mptcpize.Supervisor(child.listener, _stderr_line if verbose else None)
         try:
             code = _supervise(child, supervisor, sigfd)
             if _users_left(child.listener):
