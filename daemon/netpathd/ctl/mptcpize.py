@@ -100,6 +100,7 @@ _SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP = 1
 _NOTIF = struct.Struct("=QIIiIQ6Q")
 _RESP = struct.Struct("=QqiI")  # struct seccomp_notif_resp: id, val, error, flags
 _ADDFD = struct.Struct("=QIIII")  # struct seccomp_notif_addfd: id, flags, srcfd, newfd, newfd_flags
+_ID = struct.Struct("=Q")
 _PR_SET_NO_NEW_PRIVS = 38
 _CLONE_NEWNET = 0x40000000
 _LOW32 = 0xFFFFFFFF
@@ -340,14 +341,20 @@ class Supervisor:
     """Answers the notifications of one listener, one at a time (the CLI has nothing else to do).
 
     Remembers our own network namespace and ids once, so the common case (caller in our
-    namespace, same user) costs two stat() calls and four ioctls per socket().
+    namespace, same user) costs two stat() calls (one unless we are root) and four ioctls per
+    socket(), and allocates little: this loop is the cost of every converted socket().
     """
 
     def __init__(self, listener: int, report: Callable[[str], None] | None = None) -> None:
         """`report`, when given, is told of every socket converted or left TCP (--verbose)."""
         self.listener = listener
         self._report = report
-        self._recv_size = _notif_size()
+        self._received = bytearray(_notif_size())
+        self._zeros = bytes(len(self._received))  # NOTIF_RECV refuses a buffer not zeroed
+        # Written in place for each ioctl; a mutable buffer makes fcntl.ioctl return the result
+        self._addfd = bytearray(_ADDFD.size)
+        self._answer = bytearray(_RESP.size)
+        self._id = bytearray(_ID.size)
         self._own_netns_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         own = os.fstat(self._own_netns_fd)
         self._own_netns = (own.st_dev, own.st_ino)
@@ -360,7 +367,8 @@ class Supervisor:
 
     def serve_one(self) -> None:
         """Receive one trapped socket() and answer it; call when the listener polls POLLIN."""
-        buf = bytearray(self._recv_size)
+        buf = self._received
+        buf[:] = self._zeros
         try:
             fcntl.ioctl(self.listener, _NOTIF_RECV, buf, True)
         except OSError as exc:
@@ -378,16 +386,16 @@ class Supervisor:
             return
         with sock:
             cloexec = os.O_CLOEXEC if flags & socket.SOCK_CLOEXEC else 0
-            req = bytearray(_ADDFD.pack(nid, 0, sock.fileno(), 0, cloexec))
+            _ADDFD.pack_into(self._addfd, 0, nid, 0, sock.fileno(), 0, cloexec)
             try:
-                fd = _ioctl(self.listener, _NOTIF_ADDFD, req)
+                fd = _ioctl(self.listener, _NOTIF_ADDFD, self._addfd)
             except OSError as exc:
                 if exc.errno in _ANSWERED:
                     return
                 self._tell(f"pid {pid}: kept TCP: cannot install the socket: {exc.strerror}")
                 self._continue(nid)  # e.g. EMFILE: the native call reports it in the caller
                 return
-        if not self._send(_RESP.pack(nid, fd, 0, 0)):
+        if not self._send(nid, fd, 0):
             return
         if self._report is not None:
             name = socket.AddressFamily(family).name
@@ -398,12 +406,13 @@ class Supervisor:
             self._report(message)
 
     def _continue(self, nid: int) -> None:
-        self._send(_RESP.pack(nid, 0, 0, _SECCOMP_USER_NOTIF_FLAG_CONTINUE))
+        self._send(nid, 0, _SECCOMP_USER_NOTIF_FLAG_CONTINUE)
 
-    def _send(self, resp: bytes) -> bool:
+    def _send(self, nid: int, val: int, flags: int) -> bool:
         """Answer a notification; False when there is no longer anyone to answer."""
+        _RESP.pack_into(self._answer, 0, nid, val, 0, flags)
         try:
-            _ioctl(self.listener, _NOTIF_SEND, bytearray(resp))
+            _ioctl(self.listener, _NOTIF_SEND, self._answer)
         except OSError as exc:
             if exc.errno not in _ANSWERED:
                 raise
@@ -412,7 +421,8 @@ class Supervisor:
 
     def _valid(self, nid: int) -> bool:
         try:
-            _ioctl(self.listener, _NOTIF_ID_VALID, bytearray(struct.pack("=Q", nid)))
+            _ID.pack_into(self._id, 0, nid)
+            _ioctl(self.listener, _NOTIF_ID_VALID, self._id)
         except OSError:
             return False
         return True
@@ -426,11 +436,12 @@ class Supervisor:
         if pid == 0:
             return None  # the caller is not visible in our pid namespace
         netns_fd = None
+        proc = f"/proc/{pid}"
         try:
-            netns = os.stat(f"/proc/{pid}/ns/net")
-            owner = os.stat(f"/proc/{pid}") if self._root else None
+            netns = os.stat(proc + "/ns/net")
+            owner = os.stat(proc) if self._root else None
             if (netns.st_dev, netns.st_ino) != self._own_netns:
-                netns_fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+                netns_fd = os.open(proc + "/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             return None
         try:
