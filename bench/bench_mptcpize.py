@@ -7,18 +7,26 @@ in the same run and results are printed as ratios:
 - socket(): one C binary creates and closes N sockets natively with IPPROTO_TCP and
   IPPROTO_MPTCP, then with IPPROTO_TCP under ``netpathctl run`` (each call trapped, answered
   by the supervisor with ADDFD) and under mptcpd's ``mptcpize run`` (LD_PRELOAD rewriting the
-  protocol in-process) when that is installed (Debian package ``mptcpd``).
+  protocol in-process) when that is installed (Debian package ``mptcpd``).  Also
+  ``netpathctl run`` without SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (what kernels before 6.6
+  get), and native MPTCP and ``netpathctl run`` with everything on one CPU (``taskset``):
+  the synchronous wake-up covers the notification and the answer but not ADDFD's two
+  wake-ups, which the scheduler sends to an idle CPU when there is one.
 - transfer: G GiB over loopback from a natively created MPTCP socket vs one created by
   ``netpathctl run``; the supervisor is not on the data path, so this should be ~1.0.
 - start-up: wall time of ``netpathctl run -- true`` (through ``netpathd.ctl.main``, as the
   installed command runs it) vs ``true``, and a bare ``python3 -c pass``: the interpreter's
-  own start, which no Python CLI avoids.
+  own start, which no Python CLI avoids.  Once from the sources and once from a byte-compiled
+  copy of the package, as installed (with PYTHONDONTWRITEBYTECODE set, as on the development
+  machines, every run from the sources compiles them again).
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
+import select
 import shutil
 import statistics
 import subprocess
@@ -114,6 +122,14 @@ int main(int argc, char **argv) {
 """
 
 
+ONE_CPU = ("taskset", "-c", "0")
+# The supervisor as on a kernel without SECCOMP_IOCTL_NOTIF_SET_FLAGS (before 6.6).
+WITHOUT_SYNC_WAKE_UP = (
+    "import sys; import netpathd.ctl.mptcpize as m; from netpathd.ctl.run import run; "
+    "m._wake_up_on_this_cpu = lambda listener: None; raise SystemExit(run(sys.argv[1:]))"
+)
+
+
 def netpathctl_run(*command: str) -> list[str]:
     return [sys.executable, "-m", "netpathd.ctl.run", "--", *command]
 
@@ -129,10 +145,14 @@ def measure(ns: Netns, argv: list[str]) -> tuple[int, int]:
 
 def bench_sockets(ns: Netns, binary: str, n: int, runs: int) -> dict[str, float]:
     """Median µs per socket()+close() for each way of getting a socket."""
+    tcp, mptcp = [binary, "create", "6", str(n)], [binary, "create", "262", str(n)]
     ways: dict[str, tuple[list[str], int]] = {
-        "native TCP": ([binary, "create", "6", str(n)], 6),
-        "native MPTCP": ([binary, "create", "262", str(n)], 262),
-        "netpathctl run": (netpathctl_run(binary, "create", "6", str(n)), 262),
+        "native TCP": (tcp, 6),
+        "native MPTCP": (mptcp, 262),
+        "netpathctl run": (netpathctl_run(*tcp), 262),
+        "  no sync wake-up": ([sys.executable, "-c", WITHOUT_SYNC_WAKE_UP, "--", *tcp], 262),
+        "native MPTCP, 1 CPU": ([*ONE_CPU, *mptcp], 262),
+        "netpathctl run, 1 CPU": ([*ONE_CPU, *netpathctl_run(*tcp)], 262),
     }
     mptcpize = shutil.which("mptcpize")
     if mptcpize:
@@ -176,21 +196,50 @@ def bench_transfer(ns: Netns, binary: str, size: int, runs: int) -> dict[str, fl
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def bench_startup(ns: Netns, runs: int) -> dict[str, float]:
+def wall_ms(argv: list[str], env: dict[str, str]) -> float:
+    """Milliseconds from start to exit of a command that must succeed.
+
+    Awaits the exit on a pidfd: ``subprocess.run(timeout=...)`` polls with sleeps that double
+    from 1 ms, which rounds every wall time up to the next 2**k - 1 ms (+ spawn): 3.5, 15.5,
+    31.5, 63.5 ms, as earlier runs of this benchmark showed.
+    """
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env)
+    pidfd = os.pidfd_open(proc.pid)
+    try:
+        exited, _, _ = select.select([pidfd], [], [], TIMEOUT)
+        elapsed = (time.perf_counter() - start) * 1000
+    finally:
+        os.close(pidfd)
+    if not exited:
+        proc.kill()
+    assert proc.wait() == 0, f"{argv}: failed or timed out"
+    return elapsed
+
+
+def byte_compiled_copy(folder: Path) -> Path:
+    """A copy of the package with its bytecode, as a package manager installs it."""
+    shutil.copytree(ROOT / "daemon" / "netpathd", folder / "netpathd")
+    assert compileall.compile_dir(folder, quiet=1)
+    return folder
+
+
+def bench_startup(ns: Netns, installed: Path, runs: int) -> dict[str, float]:
     """Median ms of wall time to run `true`, directly and under netpathctl run."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "daemon")}
-    netpathctl = "from netpathd.ctl.main import main; raise SystemExit(main())"
+    sources = {**os.environ, "PYTHONPATH": str(ROOT / "daemon")}
+    compiled = {**os.environ, "PYTHONPATH": str(installed)}
+    code = "from netpathd.ctl.main import main; raise SystemExit(main())"
+    netpathctl = [sys.executable, "-c", code]
     ways = {
-        "true": ["true"],
-        "python3 -c pass": [sys.executable, "-c", "pass"],
-        "netpathctl run -- true": [sys.executable, "-c", netpathctl, "run", "--", "true"],
+        "true": (["true"], sources),
+        "python3 -c pass": ([sys.executable, "-c", "pass"], sources),
+        "netpathctl run -- true": ([*netpathctl, "run", "--", "true"], sources),
+        "  byte-compiled": ([*netpathctl, "run", "--", "true"], compiled),
     }
     samples: dict[str, list[float]] = {name: [] for name in ways}
     for _ in range(runs):
-        for name, argv in ways.items():
-            start = time.perf_counter()
-            subprocess.run(ns.exec_argv(*argv), env=env, timeout=TIMEOUT, check=True)
-            samples[name].append((time.perf_counter() - start) * 1000)
+        for name, (argv, env) in ways.items():
+            samples[name].append(wall_ms(ns.exec_argv(*argv), env))
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
@@ -210,9 +259,11 @@ def main() -> int:
         print(f"\nsocket()+close(), {args.sockets} calls, median of {args.runs} runs:")
         for name, micros in per_call.items():
             ratio = micros / per_call["native MPTCP"]
-            print(f"  {name:15} {micros:8.2f} µs/call  {ratio:6.2f}x native MPTCP")
+            print(f"  {name:21} {micros:8.2f} µs/call  {ratio:6.2f}x native MPTCP")
         added = per_call["netpathctl run"] - per_call["native MPTCP"]
         print(f"  netpathctl run adds {added:.2f} µs per socket() call")
+        added = per_call["netpathctl run, 1 CPU"] - per_call["native MPTCP, 1 CPU"]
+        print(f"  netpathctl run adds {added:.2f} µs per socket() call on one CPU")
         if "mptcpize run" in per_call:
             ratio = per_call["netpathctl run"] / per_call["mptcpize run"]
             print(f"  netpathctl run / mptcpize run: {ratio:.2f}x")
@@ -225,7 +276,7 @@ def main() -> int:
         ratio = rates["netpathctl run"] / rates["native MPTCP"]
         print(f"  netpathctl run / native MPTCP throughput: {ratio:.3f}")
 
-        startup = bench_startup(ns, args.runs)
+        startup = bench_startup(ns, byte_compiled_copy(Path(tmp) / "installed"), args.runs)
         print(f"\nstart-up, median of {args.runs} runs:")
         for name, millis in startup.items():
             print(f"  {name:24} {millis:7.1f} ms")

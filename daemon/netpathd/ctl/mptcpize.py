@@ -43,10 +43,17 @@ Differences from a natively created MPTCP socket:
 - ``getsockopt(SO_PROTOCOL)`` says 262, and a few TCP-level options are refused with EOPNOTSUPP
   (net/mptcp/sockopt.c, ``mptcp_supported_sockopt()``).
 
-Cost (bench/bench_mptcpize.py): each converted socket() takes two context switches and the
-supervisor's Python work, about 20-30 µs more than a native one when both share a CPU and up to
-~80 µs when they wake each other across CPUs (LD_PRELOAD costs nothing, but misses static and
-Go programs).  The data path is untouched: the socket is an ordinary kernel MPTCP socket.
+Cost (bench/bench_mptcpize.py): each converted socket() takes four context switches (the
+notification, ADDFD's request and its completion, the answer) and the supervisor's Python work:
+about 17 µs more than a native one when all runs on one CPU.  SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
+(6.6) keeps the notification and the answer on the caller's CPU, but ADDFD wakes both sides
+with a plain complete() (kernel/seccomp.c ``seccomp_notify_addfd()``, ``seccomp_handle_addfd()``),
+which the scheduler sends to an idle CPU when there is one: about 34 µs more then on the 2-vCPU
+development machines, and about 80 µs without the synchronous wake-up.  That is the floor of a
+supervisor that must not answer with ADDFD+SEND (above).  LD_PRELOAD costs nothing, but misses
+static and Go programs.  The data path is untouched: the socket is an ordinary kernel MPTCP
+socket.  The filter lets every other call through in the kernel, so UDP, Unix and raw sockets
+never reach the supervisor.
 
 Limitations:
 - only x86_64 and aarch64; other ABIs on them (i386 ``socketcall``, x32) are let through.
