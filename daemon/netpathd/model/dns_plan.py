@@ -23,7 +23,7 @@ the others are listed as losers, with why.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -138,7 +138,7 @@ def _parents(key: str) -> Iterable[str]:
 
 
 def _claimants(
-    connections: dict[str, DnsConnection], result: DnsResult, state: NetState
+    connections: Mapping[str, DnsConnection], result: DnsResult, state: NetState
 ) -> list[_Claimant]:
     claimants = []
     for entry in result.entries:
@@ -219,8 +219,14 @@ def plan(
 ) -> DnsPlan:
     """The resolver order, the domain routes, the per-link view and the resolver file."""
     by_name = {conn.name: conn for conn in connections}
-    result = order(by_name.values(), state, global_priority)
-    claimants = _claimants(by_name, result, state)
+    return routed_plan(by_name, order(by_name.values(), state, global_priority), state, mode)
+
+
+def routed_plan(
+    connections: Mapping[str, DnsConnection], result: DnsResult, state: NetState, mode: DnsMode
+) -> DnsPlan:
+    """`plan()` for an order already computed (`model.dns_index` keeps one current)."""
+    claimants = _claimants(connections, result, state)
     auto_default = _auto_default(claimants, state)
     claims: dict[str, _Claim] = {}
     for index, claimant in enumerate(claimants):
@@ -247,7 +253,8 @@ def plan(
             )
         )
     links = _links(claimants, claims, servers_of)
-    return DnsPlan(mode, result, tuple(routes), links, _resolver_file(result, mode))
+    resolver = resolver_file(result.nameservers, result.searches, result.options, mode)
+    return DnsPlan(mode, result, tuple(routes), links, resolver)
 
 
 def _links(
@@ -279,10 +286,13 @@ def _links(
     )
 
 
-def _resolver_file(result: DnsResult, mode: DnsMode) -> ResolverFile:
+def resolver_file(
+    nameservers: tuple[str, ...], searches: tuple[str, ...], options: tuple[str, ...], mode: DnsMode
+) -> ResolverFile:
+    """What the resolver file says in `mode`, given the merged order."""
     if mode is DnsMode.DNSMASQ:
         # dnsmasq does not apply search domains: the file keeps them (nm-dns-dnsmasq.c).
-        return ResolverFile((DNSMASQ_ADDRESS,), result.searches, result.options)
+        return ResolverFile((DNSMASQ_ADDRESS,), searches, options)
     if mode is DnsMode.SYSTEMD_RESOLVED:
-        return ResolverFile((RESOLVED_STUB_ADDRESS,), result.searches, RESOLVED_STUB_OPTIONS)
-    return ResolverFile(result.nameservers, result.searches, result.options)
+        return ResolverFile((RESOLVED_STUB_ADDRESS,), searches, RESOLVED_STUB_OPTIONS)
+    return ResolverFile(nameservers, searches, options)
