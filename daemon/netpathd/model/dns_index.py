@@ -49,6 +49,7 @@ class _FirstWins:
     def __init__(self) -> None:
         self._listings: dict[str, list[Listing]] = {}  # per item, in order
         self._heads: list[Listing] = []  # each item's first listing, in order: the merge
+        self._texts: list[str] = []  # the heads' texts, by position: a copy is the merge
         self._merged: tuple[str, ...] | None = None
 
     def first(self, item: str) -> Listing:
@@ -56,41 +57,51 @@ class _FirstWins:
 
     def merged(self) -> tuple[str, ...]:
         if self._merged is None:
-            self._merged = tuple(text for _, _, text in self._heads)
+            self._merged = tuple(self._texts)
         return self._merged
 
     def add(self, key: Key, items: Iterable[tuple[str, str]]) -> set[Key]:
         """List (item, text) pairs for `key`; the entries whose first listing moved."""
         moved: set[Key] = set()
         for index, (item, text) in enumerate(items):
-            self._merged = None
             listing = (key, index, text)
             listings = self._listings.setdefault(item, [])
             old_head = listings[0] if listings else None
             insort(listings, listing)
             if listings[0] is listing:
                 if old_head is not None:
-                    del self._heads[bisect_left(self._heads, old_head)]
+                    self._drop_head(old_head)
                     moved.add(old_head[0])
-                insort(self._heads, listing)
+                self._add_head(listing)
         return moved
 
     def remove(self, key: Key, items: Iterable[tuple[str, str]]) -> set[Key]:
         moved: set[Key] = set()
         for index, (item, text) in enumerate(items):
-            self._merged = None
             listing = (key, index, text)
             listings = self._listings[item]
             at = bisect_left(listings, listing)
             del listings[at]
             if at == 0:
-                del self._heads[bisect_left(self._heads, listing)]
+                self._drop_head(listing)
                 if listings:
-                    insort(self._heads, listings[0])
+                    self._add_head(listings[0])
                     moved.add(listings[0][0])
                 else:
                     del self._listings[item]
         return moved
+
+    def _add_head(self, listing: Listing) -> None:
+        at = bisect_left(self._heads, listing)
+        self._heads.insert(at, listing)
+        self._texts.insert(at, listing[2])
+        self._merged = None
+
+    def _drop_head(self, listing: Listing) -> None:
+        at = bisect_left(self._heads, listing)
+        del self._heads[at]
+        del self._texts[at]
+        self._merged = None
 
 
 def _server_texts(cand: Candidate) -> list[str]:
