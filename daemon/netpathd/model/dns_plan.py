@@ -142,9 +142,11 @@ def _claimants(
 ) -> list[_Claimant]:
     claimants = []
     for entry in result.entries:
+        if entry.status is not Status.USED:
+            continue  # most entries, with many connections: skip them before any lookup
         conn = connections[entry.connection]
         link = state.link_by_name(conn.interface_name)
-        if entry.status is not Status.USED or link is None or not conn.family(entry.family).servers:
+        if link is None or not conn.family(entry.family).servers:
             continue
         claimants.append(_Claimant(conn, entry.family, link.ifindex, entry.priority, entry.reason))
     return claimants
@@ -236,30 +238,36 @@ def routed_plan(
             _contest(claims, DEFAULT_DOMAIN, claimant, routing_only=True)
 
     servers_of = _servers_by_connection(claimants)
+    rendered: dict[str, tuple[str, ...]] = {}  # per connection: one rendering for all its routes
     routes = []
-    for key in sorted(claims, key=lambda k: (k != DEFAULT_DOMAIN, k)):
+    domains = sorted(claims, key=lambda k: (k != DEFAULT_DOMAIN, k))
+    for key in domains:
         claim = claims[key]
         conn = claim.claimant.conn
+        servers = rendered.get(conn.name)
+        if servers is None:
+            servers = tuple(render_server(s, conn.interface_name) for s in servers_of[conn.name])
+            rendered[conn.name] = servers
         routes.append(
             DomainRoute(
                 domain=key,
                 connection=conn.name,
                 interface_name=conn.interface_name,
                 ifindex=claim.claimant.ifindex,
-                servers=tuple(render_server(s, conn.interface_name) for s in servers_of[conn.name]),
+                servers=servers,
                 priority=claim.claimant.priority,
                 reason=claim.claimant.reason,
                 losers=tuple(claim.losers),
             )
         )
-    links = _links(claimants, claims, servers_of)
+    links = _links(claimants, [(key, claims[key]) for key in domains], servers_of)
     resolver = resolver_file(result.nameservers, result.searches, result.options, mode)
     return DnsPlan(mode, result, tuple(routes), links, resolver)
 
 
 def _links(
     claimants: list[_Claimant],
-    claims: dict[str, _Claim],
+    claims: list[tuple[str, _Claim]],  # sorted by domain, "." first
     servers_of: dict[str, tuple[NameServer, ...]],
 ) -> tuple[LinkDns, ...]:
     """One entry per interface: its connections' servers and the domains they won."""
@@ -270,8 +278,7 @@ def _links(
         known = servers.setdefault(claimant.ifindex, [])
         known += [s for s in servers_of[claimant.conn.name] if s not in known]
     domains: dict[int, list[tuple[str, bool]]] = {ifindex: [] for ifindex in first}
-    for key in sorted(claims, key=lambda k: (k != DEFAULT_DOMAIN, k)):
-        claim = claims[key]
+    for key, claim in claims:
         domains[claim.claimant.ifindex].append((key, claim.routing_only))
     return tuple(
         LinkDns(
