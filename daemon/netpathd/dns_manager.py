@@ -3,11 +3,13 @@
 Three layers of connections, highest first: runtime-only ones (set over D-Bus,
 gone at restart), persisted ones (set over D-Bus, kept in ``--state-dir``) and
 the administrator's (``--config-dir/dns.conf``, never written by netpathd).
-The order and the domain routes are `model.dns_plan.plan`, a pure function; this
-class only feeds it the current network state, hands a changed plan to the
-back-end of the `[main] dns` mode (`dns_backends`, which it never looks into) and
-tells observers which properties moved.  Until at least one connection is
-configured the resolver file is not touched.
+The order is `model.dns.order`, kept current one change at a time by
+`model.dns_index.DnsIndex`; the domain routes are `model.dns_plan`, built when a
+back-end that routes domains or a reader asks for them.  This class only feeds
+the index the effective connections and the network state, hands a changed plan
+to the back-end of the `[main] dns` mode (`dns_backends`, which it never looks
+into) and tells observers which properties moved.  Until at least one
+connection is configured the resolver file is not touched.
 """
 
 from __future__ import annotations
@@ -24,16 +26,12 @@ from netpathd.errors import ConfigError, Failed, InvalidArgument, NotFound
 from netpathd.files.atomic import remove_stale_temporaries
 from netpathd.files.config import read_config_text
 from netpathd.files.resolv_conf import RcManager
-from netpathd.files.state import save_state
+from netpathd.files.state import DnsStateStore, StoredDns
 from netpathd.model import ra_dns, resolvconf
 from netpathd.model.dns import DnsConnection, DnsResult, GlobalDnsPriority
-from netpathd.model.dns_plan import DnsMode, DnsPlan, plan
-from netpathd.model.dns_settings import (
-    DnsConfig,
-    merge_settings,
-    parse_connections_file,
-    render_connections_file,
-)
+from netpathd.model.dns_index import DnsIndex
+from netpathd.model.dns_plan import DnsMode, DnsPlan, ResolverFile, resolver_file, routed_plan
+from netpathd.model.dns_settings import DnsConfig, merge_settings, parse_connections_file
 from netpathd.model.links import NetState
 
 log = logging.getLogger(__name__)
@@ -57,21 +55,25 @@ class DnsManager:
         rc_manager: RcManager,
     ) -> None:
         self._admin_path = config_dir / DNS_FILE_NAME
-        self._state_path = state_dir / DNS_FILE_NAME
+        self._store = DnsStateStore(state_dir)
         self.resolver_file = ResolverFileWriter(resolv_conf, state_dir / "resolv.conf", rc_manager)
         # dns=default until the daemon picks the back-end of the configured mode.
         self._backend: DnsBackend | None = ResolverFileBackend(self.resolver_file)
         self._mode = DnsMode.DEFAULT
-        self._plan = DnsPlan()
+        self._index = DnsIndex()
+        self._resolver = ResolverFile()
+        self._plan: DnsPlan | None = None  # the routed plan of the current state, once asked
         self._applied: DnsPlan | None = None
-        self._admin = DnsConfig()
-        self._persisted = DnsConfig()
+        self._admin: dict[str, DnsConnection] = {}
+        self._admin_global = GlobalDnsPriority()
+        self._persisted: dict[str, DnsConnection] = {}
+        self._persisted_global = GlobalDnsPriority()
+        self._seq_offset = 0  # the persisted layer's creation order starts after the admin's
         self._runtime: dict[str, DnsConnection] = {}
         # Runtime connections fed by a source other than a D-Bus caller (resolvconf, RAs),
         # with that source's name; their names carry the source's prefix.
         self._sourced: dict[str, tuple[DnsConnection, str]] = {}
-        self._state_file_error: ConfigError | None = None
-        self._state = NetState()
+        self._next_seq = 0  # above every connection's created_seq
         self._started = False  # nothing is written before the first network state is known
         self._observers: list[Observer] = []
 
@@ -79,10 +81,21 @@ class DnsManager:
 
     @property
     def result(self) -> DnsResult:
-        return self._plan.order
+        return self._index.result if self._started else DnsResult()
+
+    @property
+    def resolver(self) -> ResolverFile:
+        """What the resolver file says (cheap: no domain routes are built for it)."""
+        return self._resolver
 
     @property
     def plan(self) -> DnsPlan:
+        if not self._started:
+            return DnsPlan()
+        if self._plan is None:
+            self._plan = routed_plan(
+                self._index.connections, self._index.result, self._index.state, self._mode
+            )
         return self._plan
 
     @property
@@ -107,34 +120,42 @@ class DnsManager:
 
     @property
     def global_priority(self) -> GlobalDnsPriority:
-        persisted, admin = self._persisted.global_priority, self._admin.global_priority
+        persisted, admin = self._persisted_global, self._admin_global
         return GlobalDnsPriority(persisted.ipv4 or admin.ipv4, persisted.ipv6 or admin.ipv6)
 
     def connections(self) -> list[tuple[DnsConnection, str]]:
         """Every effective connection in creation order, with its layer."""
-        layers: dict[str, tuple[DnsConnection, str]] = {}
+        names = self._admin.keys() | self._persisted.keys() | self._runtime.keys()
+        names |= self._sourced.keys()
+        layers = [self._effective(name) for name in names]
+        found = [layer for layer in layers if layer is not None]
+        return sorted(found, key=lambda item: (item[0].created_seq, item[0].name))
+
+    def _effective(self, name: str) -> tuple[DnsConnection, str] | None:
+        """The connection of the highest layer that has `name`: sourced, runtime, state, config."""
+        if name in self._sourced:
+            return self._sourced[name]
         for layer, conns in (
-            ("config", self._admin.connections),
-            ("state", self._persisted.connections),
-            ("runtime", tuple(self._runtime.values())),
+            ("runtime", self._runtime),
+            ("state", self._persisted),
+            ("config", self._admin),
         ):
-            for conn in conns:
-                layers[conn.name] = (conn, layer)
-        layers.update(self._sourced)
-        return sorted(layers.values(), key=lambda item: (item[0].created_seq, item[0].name))
+            if name in conns:
+                return conns[name], layer
+        return None
 
     def link_exists(self, name: str) -> bool:
-        return self._state.link_by_name(name) is not None
+        return self._index.state.link_by_name(name) is not None
 
     def sourced(self, name: str) -> DnsConnection | None:
         found = self._sourced.get(name)
         return found[0] if found is not None else None
 
     def next_seq(self) -> int:
-        return max((conn.created_seq for conn, _ in self.connections()), default=-1) + 1
+        return self._next_seq
 
     def is_active(self, conn: DnsConnection) -> bool:
-        link = self._state.link_by_name(conn.interface_name)
+        link = self._index.state.link_by_name(conn.interface_name)
         return link is not None and link.up
 
     def observe(self, observer: Observer) -> None:
@@ -144,26 +165,27 @@ class DnsManager:
 
     def remove_stale_temporaries(self) -> None:
         """Remove what writes interrupted by a kill left (at start, before any write)."""
-        paths = [self._state_path, self.resolver_file.private_copy, self.resolv_conf]
+        paths = [self.resolver_file.private_copy, self.resolv_conf]
         if self.rc_manager is RcManager.FILE:  # written through the symlink, where it ends
             paths.append(Path(os.path.realpath(self.resolv_conf)))
         remove_stale_temporaries(*dict.fromkeys(paths))
+        self._store.remove_stale_temporaries()
 
     def load(self) -> None:
-        """At start: read both files, each all or nothing, then raise the first error.
+        """At start: read the admin's file and the state, each all or nothing, then raise.
 
         A bad file is left out while the other still loads.  A bad state file also
         blocks persisting until it is fixed: writing over it would throw away every
         connection it still holds.
         """
         errors: list[ConfigError] = []
-        admin, persisted = self._admin, None
+        admin, persisted = DnsConfig(), None
         try:
             admin = read_dns_config(self._admin_path)
         except ConfigError as error:
             errors.append(error)
         try:
-            persisted = self._read_state()
+            persisted = self._store.read()
         except ConfigError as error:
             errors.append(error)
         self._adopt(admin, persisted)
@@ -171,9 +193,9 @@ class DnsManager:
             raise errors[0]
 
     def prepare_reload(self, rc_manager: RcManager) -> Callable[[], None]:
-        """Read both files; return what adopts them, or raise having changed nothing."""
+        """Read both; return what adopts them, or raise having changed nothing."""
         admin = read_dns_config(self._admin_path)
-        persisted = self._read_state()
+        persisted = self._store.read()
 
         def adopt() -> None:
             self.rc_manager = rc_manager
@@ -181,35 +203,34 @@ class DnsManager:
 
         return adopt
 
-    def _read_state(self) -> DnsConfig:
-        try:
-            persisted = read_dns_config(self._state_path)
-        except ConfigError as error:
-            self._state_file_error = error
-            raise
-        self._state_file_error = None
-        return persisted
-
-    def _adopt(self, admin: DnsConfig, persisted: DnsConfig | None) -> None:
-        """``persisted`` None: the state file could not be read, keep what was loaded."""
-        self._admin = admin
+    def _adopt(self, admin: DnsConfig, persisted: StoredDns | None) -> None:
+        """``persisted`` None: the state could not be read, keep what was loaded."""
+        self._admin = {conn.name: conn for conn in admin.connections}
+        self._admin_global = admin.global_priority
         if persisted is not None:
             # Creation order: the admin's connections first, then the persisted ones.
-            offset = len(admin.connections)
-            self._persisted = dataclasses.replace(
-                persisted,
-                connections=tuple(
-                    dataclasses.replace(conn, created_seq=conn.created_seq + offset)
-                    for conn in persisted.connections
-                ),
-            )
+            self._store.adopt(persisted)
+            self._seq_offset = len(admin.connections)
+            self._persisted_global = persisted.global_priority
+            self._persisted = {
+                conn.name: dataclasses.replace(conn, created_seq=seq + self._seq_offset)
+                for conn, seq in persisted.connections
+            }
+        state, self._index = self._index.state, DnsIndex()
+        self._index.set_global_priority(self.global_priority)
+        self._index.update_state(state)
+        for conn, _ in self.connections():
+            self._index.put(conn)
+        self._next_seq = max(
+            (conn.created_seq + 1 for conn, _ in self.connections()), default=self._next_seq
+        )
         self._recompute()
 
     # -- changes -----------------------------------------------------------------
 
     def update_network(self, state: NetState) -> None:
         """Called with the watcher's coalesced snapshots; the first one enables writing."""
-        self._state = state
+        self._index.update_state(state)
         self._started = True
         self._recompute()
 
@@ -220,10 +241,13 @@ class DnsManager:
                 f"connection {name!r}: names starting {' or '.join(SOURCE_PREFIXES)} are "
                 "reserved for resolvconf records and router advertisements"
             )
-        conns = [conn for conn, _ in self.connections()]
-        existing = next((conn for conn in conns if conn.name == name), None)
-        next_seq = max((conn.created_seq for conn in conns), default=-1) + 1
-        return merge_settings(existing, name, settings, created_seq=next_seq)
+        existing = self._effective(name)
+        return merge_settings(
+            existing[0] if existing is not None else None,
+            name,
+            settings,
+            created_seq=self._next_seq,
+        )
 
     def set_connection(self, name: str, settings: Mapping[str, object], runtime: bool) -> None:
         """Create or update; invalid settings raise before anything changes."""
@@ -231,52 +255,55 @@ class DnsManager:
         if runtime:
             self._runtime[name] = conn
         else:
-            kept = tuple(c for c in self._persisted.connections if c.name != name)
-            self._persist(dataclasses.replace(self._persisted, connections=(*kept, conn)))
+            # Write first, then adopt: a failed write leaves memory and disk agreeing.
+            self._store.save_connection(conn, conn.created_seq - self._seq_offset)
+            self._persisted[name] = conn
             self._runtime.pop(name, None)
-        self._recompute()
+        self._changed(name)
 
     def set_sourced(self, conn: DnsConnection, source: str) -> None:
         """Add or replace a connection of ``source`` (already validated)."""
         if self._sourced.get(conn.name) == (conn, source):
             return
         self._sourced[conn.name] = (conn, source)
-        self._recompute()
+        self._changed(conn.name)
 
     def remove_sourced(self, name: str) -> bool:
         """False when there was nothing to remove."""
         if self._sourced.pop(name, None) is None:
             return False
-        self._recompute()
+        self._changed(name)
         return True
 
     def check_removal(self, name: str) -> bool:
         """Raise unless ``name`` can be removed; True when that changes runtime state only."""
         if name in self._sourced:
             return True
-        if any(conn.name == name for conn in self._admin.connections):
+        if name in self._admin:
             raise Failed(
                 f"connection {name!r} is defined in {self._admin_path}; "
                 "remove it there and call Reload()"
             )
-        persisted = any(conn.name == name for conn in self._persisted.connections)
+        persisted = name in self._persisted
         if not persisted and name not in self._runtime:
             raise NotFound(f"no DNS connection named {name!r}")
         return not persisted
 
     def remove_connection(self, name: str) -> None:
         self.check_removal(name)
+        if name in self._persisted:
+            self._store.remove_connection(name)
+            del self._persisted[name]
         self._sourced.pop(name, None)
         self._runtime.pop(name, None)
-        kept = tuple(c for c in self._persisted.connections if c.name != name)
-        if len(kept) != len(self._persisted.connections):
-            self._persist(dataclasses.replace(self._persisted, connections=kept))
-        self._recompute()
+        self._changed(name)
 
     def set_global_priority(self, priority: GlobalDnsPriority) -> None:
-        if priority == self._persisted.global_priority:
+        if priority == self._persisted_global:
             return
-        self._persist(dataclasses.replace(self._persisted, global_priority=priority))
+        self._store.save_global_priority(priority)
+        self._persisted_global = priority
+        self._index.set_global_priority(self.global_priority)
         self._recompute(extra=frozenset({"GlobalDnsPriority"}))
 
     def hold(self, placeholder: DnsBackend) -> None:
@@ -307,24 +334,38 @@ class DnsManager:
 
     # -- effects -------------------------------------------------------------------
 
-    def _persist(self, config: DnsConfig) -> None:
-        """Write first, then adopt: a failed write leaves memory and disk agreeing."""
-        save_state(self._state_path, render_connections_file(config), self._state_file_error)
-        self._persisted = config
+    def _changed(self, name: str) -> None:
+        """The layers of ``name`` changed: the index takes its effective connection."""
+        effective = self._effective(name)
+        if effective is None:
+            self._index.remove(name)
+        else:
+            self._index.put(effective[0])
+            self._next_seq = max(self._next_seq, effective[0].created_seq + 1)
+        self._recompute()
 
     def _recompute(self, extra: frozenset[str] = frozenset()) -> None:
         if not self._started:
             return
-        conns = [conn for conn, _ in self.connections()]
-        old = self._plan
-        self._plan = plan(conns, self._state, self.global_priority, self._mode)
-        if self._backend is not None and self._plan != self._applied:
-            self._backend.apply(self._plan)  # Failed from a file write reaches the caller
-            self._applied = self._plan
+        index = self._index
+        old = self._resolver
+        self._resolver = resolver_file(index.nameservers, index.searches, index.options, self._mode)
+        self._plan = None
+        if self._backend is not None:
+            # A back-end that does not route domains gets the plan without its routes:
+            # they cost O(connections) and only ExplainDomains would read them.
+            plan = (
+                self.plan
+                if self._backend.routes_domains
+                else DnsPlan(self._mode, index.result, resolver=self._resolver)
+            )
+            if plan != self._applied:
+                self._backend.apply(plan)  # Failed from a file write reaches the caller
+                self._applied = plan
         changed = set(extra)
-        if old.resolver.nameservers != self._plan.resolver.nameservers:
+        if old.nameservers != self._resolver.nameservers:
             changed.add("Nameservers")
-        if old.resolver.searches != self._plan.resolver.searches:
+        if old.searches != self._resolver.searches:
             changed.add("SearchDomains")
         if changed:
             self._notify(frozenset(changed))

@@ -51,10 +51,8 @@ def test_runtime_after_the_name_as_in_the_readme(daemon: Daemon, bus: PrivateBus
        "connection.type", "ethernet", "ipv4.dns", "192.0.2.55")  # fmt: skip
     names = [conn["name"] for conn in json.loads(ok(bus, "dns", "show", "--json"))["connections"]]
     assert names == ["tmp", "mid", "saved"]
-    persisted = (daemon.state_dir / "dns.conf").read_text()
-    assert '"saved"' in persisted
-    assert '"tmp"' not in persisted
-    assert '"mid"' not in persisted
+    persisted = [p.name for p in (daemon.state_dir / "dns-connections").iterdir()]
+    assert persisted == ["saved.conf"]
 
 
 def test_json_keys_are_snake_case(daemon: Daemon, bus: PrivateBus, ns: Netns) -> None:

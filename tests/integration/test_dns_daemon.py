@@ -155,6 +155,13 @@ async def test_a_burst_of_route_changes_gives_few_writes_and_the_right_file(
     assert writes < 200, f"{writes} writes for 2001 route changes"
 
 
+def persisted_files(state_dir: Path) -> dict[str, bytes]:
+    """Every file under the state directory (the DNS connections have one each)."""
+    return {
+        str(p.relative_to(state_dir)): p.read_bytes() for p in state_dir.rglob("*") if p.is_file()
+    }
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
@@ -193,13 +200,13 @@ async def test_bad_input_is_refused_and_changes_nothing(
     async with bus_client(bus.address) as client:
         await set_connection(client, "wan", connection("wan0", ipv4_dns=servers("192.0.2.53")))
         await client.wait_change(DNS, "Nameservers", ["192.0.2.53"])
-        stored = (daemon.state_dir / "dns.conf").read_text()
+        stored = persisted_files(daemon.state_dir)
         written = daemon.resolv_conf.read_text()
         with pytest.raises(CallError) as caught:
             await set_connection(client, "wan", settings)
         assert caught.value.name == "org.netpathd1.Error.InvalidArgument"
         assert message in caught.value.text
-        assert (daemon.state_dir / "dns.conf").read_text() == stored
+        assert persisted_files(daemon.state_dir) == stored
         assert daemon.resolv_conf.read_text() == written
         with pytest.raises(CallError) as missing:
             await client.call(DNS, "RemoveConnection", "s", ["nonexistent"])

@@ -172,11 +172,11 @@ class DnsInterface(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ)
     def Nameservers(self) -> Strings:
-        return list(self._dns.plan.resolver.nameservers)
+        return list(self._dns.resolver.nameservers)
 
     @dbus_property(access=PropertyAccess.READ)
     def SearchDomains(self) -> Strings:
-        return list(self._dns.plan.resolver.searches)
+        return list(self._dns.resolver.searches)
 
     @dbus_property(access=PropertyAccess.READ)
     def Mode(self) -> DBusStr:
@@ -210,8 +210,8 @@ class DnsInterface(ServiceInterface):
 
     def _on_change(self, names: frozenset[str]) -> None:
         values: dict[str, Any] = {
-            "Nameservers": list(self._dns.plan.resolver.nameservers),
-            "SearchDomains": list(self._dns.plan.resolver.searches),
+            "Nameservers": list(self._dns.resolver.nameservers),
+            "SearchDomains": list(self._dns.resolver.searches),
             "Mode": self._dns.mode.value,
             "BackendState": self._dns.backend_state,
             "GlobalDnsPriority": [

@@ -32,6 +32,9 @@ class DnsBackend(Protocol):
     """Takes plans and applies them; the manager never knows which one runs."""
 
     mode: DnsMode
+    # Whether apply() reads the plan's domain routes and links.  They cost O(connections)
+    # per change, so a back-end that only writes the resolver file gets a plan without them.
+    routes_domains: bool
 
     @property
     def state(self) -> str:
@@ -70,6 +73,7 @@ class PushingBackend(ABC):
     """
 
     mode: DnsMode
+    routes_domains = True
 
     def __init__(self, context: BackendContext) -> None:
         self._context = context

@@ -89,6 +89,7 @@ class ResolverFileBackend:
     """dns=default: the ordered servers, written synchronously (errors reach the caller)."""
 
     mode = DnsMode.DEFAULT
+    routes_domains = False
 
     def __init__(self, writer: ResolverFileWriter) -> None:
         self._writer = writer
@@ -111,6 +112,7 @@ class NoBackend:
     """dns=none: netpathd computes (Explain, ExplainDomains) but pushes and writes nothing."""
 
     mode = DnsMode.NONE
+    routes_domains = False
 
     @property
     def state(self) -> str:

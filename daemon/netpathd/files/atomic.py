@@ -95,17 +95,47 @@ def write_atomic(
         os.replace(temp, target)
         temp = None
         if durable:
-            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            fsync_directory(directory)
     except OSError as error:
         if temp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
         raise Failed(f"cannot write {target}: {_reason(error)}") from error
     return True
+
+
+def remove_durably(path: Path) -> bool:
+    """Unlink `path` and fsync its directory; False when there was nothing to remove."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    except OSError as error:
+        raise Failed(f"cannot remove {path}: {_reason(error)}") from error
+    try:
+        fsync_directory(path.parent)
+    except OSError as error:
+        raise Failed(f"cannot remove {path}: {_reason(error)}") from error
+    return True
+
+
+def make_directory_durably(directory: Path) -> None:
+    """Create `directory` (its parent exists) so that it survives a crash, as a file would."""
+    if directory.is_dir():
+        return
+    try:
+        directory.mkdir(exist_ok=True)
+        fsync_directory(directory.parent)
+    except OSError as error:
+        raise Failed(f"cannot create {directory}: {_reason(error)}") from error
+
+
+def fsync_directory(directory: Path) -> None:
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def remove_stale_temporaries(*paths: Path) -> None:
@@ -117,22 +147,34 @@ def remove_stale_temporaries(*paths: Path) -> None:
     else's.  Call it before the first write, when no write of ours is under way.
     """
     for path in paths:
-        pattern = re.compile(re.escape(_temp_prefix(path)) + _TEMP_RANDOM + re.escape(_TEMP_SUFFIX))
+        _remove_matching(path.parent, re.escape(path.name), path)
+
+
+def remove_stale_temporaries_in(directory: Path, name_pattern: str) -> None:
+    """The same for every file of `directory` whose name matches the regex `name_pattern`.
+
+    One scan of the directory, however many files it holds.
+    """
+    _remove_matching(directory, name_pattern, directory)
+
+
+def _remove_matching(directory: Path, name_pattern: str, what: Path) -> None:
+    pattern = re.compile(rf"\.(?:{name_pattern})\.{_TEMP_RANDOM}{re.escape(_TEMP_SUFFIX)}")
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        log.warning("cannot look for temporary files in %s: %s", directory, _reason(error))
+        return
+    for entry in entries:
+        if not pattern.fullmatch(entry.name) or not entry.is_file(follow_symlinks=False):
+            continue
         try:
-            entries = list(os.scandir(path.parent))
+            os.unlink(entry.path)
         except FileNotFoundError:
             continue
         except OSError as error:
-            log.warning("cannot look for temporary files in %s: %s", path.parent, _reason(error))
+            log.warning("cannot remove %s: %s", entry.path, _reason(error))
             continue
-        for entry in entries:
-            if not pattern.fullmatch(entry.name) or not entry.is_file(follow_symlinks=False):
-                continue
-            try:
-                os.unlink(entry.path)
-            except FileNotFoundError:
-                continue
-            except OSError as error:
-                log.warning("cannot remove %s: %s", entry.path, _reason(error))
-                continue
-            log.info("removed %s, left by an interrupted write of %s", entry.path, path)
+        log.info("removed %s, left by an interrupted write of %s", entry.path, what)

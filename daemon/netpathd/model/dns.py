@@ -188,7 +188,9 @@ def render_server(server: NameServer, interface_name: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Candidate:
+class Candidate:
+    """One active (connection, family) entry before the merge: what its place depends on."""
+
     conn: DnsConnection
     family: Family
     config: DnsFamilyConfig
@@ -224,7 +226,7 @@ class _Candidate:
         )
 
 
-def _inactive_reason(conn: DnsConnection, state: NetState) -> str | None:
+def inactive_reason(conn: DnsConnection, state: NetState) -> str | None:
     link = state.link_by_name(conn.interface_name)
     if link is None:
         return f"interface {conn.interface_name} does not exist"
@@ -233,7 +235,7 @@ def _inactive_reason(conn: DnsConnection, state: NetState) -> str | None:
     return None
 
 
-def _rank(conn: DnsConnection, family: Family, state: NetState) -> tuple[Rank, str]:
+def rank_of(conn: DnsConnection, family: Family, state: NetState) -> tuple[Rank, str]:
     if conn.type in VPN_TYPES:
         return Rank.VPN, f"vpn (connection.type {conn.type})"
     best = state.best_default_route(family)
@@ -260,7 +262,7 @@ class _Merge:
         self.option_names: set[str] = set()
         self.trust_ad: bool | None = None  # NMTernary: unset until an entry with servers
 
-    def add(self, cand: _Candidate) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def add(self, cand: Candidate) -> tuple[tuple[str, ...], tuple[str, ...]]:
         new: list[str] = []
         dups: list[str] = []
         for server in cand.config.servers:
@@ -295,37 +297,60 @@ class _Merge:
         return (*self.options, TRUST_AD) if self.trust_ad else tuple(self.options)
 
 
+def candidates_of(
+    conn: DnsConnection, state: NetState, global_priority: GlobalDnsPriority
+) -> tuple[list[Candidate], list[DnsEntry]]:
+    """The connection's two entries: as candidates when its link is up, else inactive."""
+    why_inactive = inactive_reason(conn, state)
+    candidates: list[Candidate] = []
+    inactive: list[DnsEntry] = []
+    for family in Family:
+        priority, source = effective_priority(conn, family, global_priority)
+        if why_inactive is not None:
+            inactive.append(
+                DnsEntry(
+                    connection=conn.name,
+                    interface_name=conn.interface_name,
+                    family=family,
+                    priority=priority,
+                    priority_source=source,
+                    rank=None,
+                    status=Status.INACTIVE,
+                    reason=why_inactive,
+                )
+            )
+            continue
+        rank, rank_reason = rank_of(conn, family, state)
+        candidates.append(
+            Candidate(conn, family, conn.family(family), priority, source, rank, rank_reason)
+        )
+    return candidates, inactive
+
+
+def excluded_reason(lowest: Candidate) -> str:
+    return (
+        f"excluded by negative priority {lowest.priority} "
+        f"of {lowest.conn.name} IPv{lowest.family.value}"
+    )
+
+
 def order(
     connections: Iterable[DnsConnection],
     state: NetState,
     global_priority: GlobalDnsPriority,
 ) -> DnsResult:
-    """Order and merge the DNS settings of the active connections; explain every entry."""
-    candidates: list[_Candidate] = []
+    """Order and merge the DNS settings of the active connections; explain every entry.
+
+    The definition, recomputed from scratch; `model.dns_index.DnsIndex` keeps the same
+    result up to date one change at a time, and the tests hold the two equal.
+    """
+    candidates: list[Candidate] = []
     inactive: list[DnsEntry] = []
     for conn in sorted(connections, key=lambda c: (c.created_seq, c.name)):
-        why_inactive = _inactive_reason(conn, state)
-        for family in Family:
-            priority, source = effective_priority(conn, family, global_priority)
-            if why_inactive is not None:
-                inactive.append(
-                    DnsEntry(
-                        connection=conn.name,
-                        interface_name=conn.interface_name,
-                        family=family,
-                        priority=priority,
-                        priority_source=source,
-                        rank=None,
-                        status=Status.INACTIVE,
-                        reason=why_inactive,
-                    )
-                )
-                continue
-            rank, rank_reason = _rank(conn, family, state)
-            candidates.append(
-                _Candidate(conn, family, conn.family(family), priority, source, rank, rank_reason)
-            )
-    candidates.sort(key=_Candidate.sort_key)
+        active, gone = candidates_of(conn, state, global_priority)
+        candidates += active
+        inactive += gone
+    candidates.sort(key=Candidate.sort_key)
 
     lowest = candidates[0] if candidates else None
     merge = _Merge()
@@ -335,13 +360,10 @@ def order(
         dups: tuple[str, ...] = ()
         if lowest is not None and lowest.priority < 0 and cand.priority != lowest.priority:
             status = Status.EXCLUDED
-            reason = (
-                f"excluded by negative priority {lowest.priority} "
-                f"of {lowest.conn.name} IPv{lowest.family.value}"
-            )
+            reason = excluded_reason(lowest)
         elif not cand.config.has_dns_data:
             status = Status.NO_DNS_DATA
-            reason = f"{cand.rank_reason}; no DNS data"
+            reason = no_dns_data_reason(cand)
         else:
             status = Status.USED
             reason = cand.rank_reason
@@ -354,3 +376,7 @@ def order(
         options=merge.final_options(),
         entries=(*entries, *inactive),
     )
+
+
+def no_dns_data_reason(cand: Candidate) -> str:
+    return f"{cand.rank_reason}; no DNS data"

@@ -23,7 +23,7 @@ the others are listed as losers, with why.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -138,13 +138,15 @@ def _parents(key: str) -> Iterable[str]:
 
 
 def _claimants(
-    connections: dict[str, DnsConnection], result: DnsResult, state: NetState
+    connections: Mapping[str, DnsConnection], result: DnsResult, state: NetState
 ) -> list[_Claimant]:
     claimants = []
     for entry in result.entries:
+        if entry.status is not Status.USED:
+            continue  # most entries, with many connections: skip them before any lookup
         conn = connections[entry.connection]
         link = state.link_by_name(conn.interface_name)
-        if entry.status is not Status.USED or link is None or not conn.family(entry.family).servers:
+        if link is None or not conn.family(entry.family).servers:
             continue
         claimants.append(_Claimant(conn, entry.family, link.ifindex, entry.priority, entry.reason))
     return claimants
@@ -219,8 +221,14 @@ def plan(
 ) -> DnsPlan:
     """The resolver order, the domain routes, the per-link view and the resolver file."""
     by_name = {conn.name: conn for conn in connections}
-    result = order(by_name.values(), state, global_priority)
-    claimants = _claimants(by_name, result, state)
+    return routed_plan(by_name, order(by_name.values(), state, global_priority), state, mode)
+
+
+def routed_plan(
+    connections: Mapping[str, DnsConnection], result: DnsResult, state: NetState, mode: DnsMode
+) -> DnsPlan:
+    """`plan()` for an order already computed (`model.dns_index` keeps one current)."""
+    claimants = _claimants(connections, result, state)
     auto_default = _auto_default(claimants, state)
     claims: dict[str, _Claim] = {}
     for index, claimant in enumerate(claimants):
@@ -230,29 +238,36 @@ def plan(
             _contest(claims, DEFAULT_DOMAIN, claimant, routing_only=True)
 
     servers_of = _servers_by_connection(claimants)
+    rendered: dict[str, tuple[str, ...]] = {}  # per connection: one rendering for all its routes
     routes = []
-    for key in sorted(claims, key=lambda k: (k != DEFAULT_DOMAIN, k)):
+    domains = sorted(claims, key=lambda k: (k != DEFAULT_DOMAIN, k))
+    for key in domains:
         claim = claims[key]
         conn = claim.claimant.conn
+        servers = rendered.get(conn.name)
+        if servers is None:
+            servers = tuple(render_server(s, conn.interface_name) for s in servers_of[conn.name])
+            rendered[conn.name] = servers
         routes.append(
             DomainRoute(
                 domain=key,
                 connection=conn.name,
                 interface_name=conn.interface_name,
                 ifindex=claim.claimant.ifindex,
-                servers=tuple(render_server(s, conn.interface_name) for s in servers_of[conn.name]),
+                servers=servers,
                 priority=claim.claimant.priority,
                 reason=claim.claimant.reason,
                 losers=tuple(claim.losers),
             )
         )
-    links = _links(claimants, claims, servers_of)
-    return DnsPlan(mode, result, tuple(routes), links, _resolver_file(result, mode))
+    links = _links(claimants, [(key, claims[key]) for key in domains], servers_of)
+    resolver = resolver_file(result.nameservers, result.searches, result.options, mode)
+    return DnsPlan(mode, result, tuple(routes), links, resolver)
 
 
 def _links(
     claimants: list[_Claimant],
-    claims: dict[str, _Claim],
+    claims: list[tuple[str, _Claim]],  # sorted by domain, "." first
     servers_of: dict[str, tuple[NameServer, ...]],
 ) -> tuple[LinkDns, ...]:
     """One entry per interface: its connections' servers and the domains they won."""
@@ -263,8 +278,7 @@ def _links(
         known = servers.setdefault(claimant.ifindex, [])
         known += [s for s in servers_of[claimant.conn.name] if s not in known]
     domains: dict[int, list[tuple[str, bool]]] = {ifindex: [] for ifindex in first}
-    for key in sorted(claims, key=lambda k: (k != DEFAULT_DOMAIN, k)):
-        claim = claims[key]
+    for key, claim in claims:
         domains[claim.claimant.ifindex].append((key, claim.routing_only))
     return tuple(
         LinkDns(
@@ -279,10 +293,13 @@ def _links(
     )
 
 
-def _resolver_file(result: DnsResult, mode: DnsMode) -> ResolverFile:
+def resolver_file(
+    nameservers: tuple[str, ...], searches: tuple[str, ...], options: tuple[str, ...], mode: DnsMode
+) -> ResolverFile:
+    """What the resolver file says in `mode`, given the merged order."""
     if mode is DnsMode.DNSMASQ:
         # dnsmasq does not apply search domains: the file keeps them (nm-dns-dnsmasq.c).
-        return ResolverFile((DNSMASQ_ADDRESS,), result.searches, result.options)
+        return ResolverFile((DNSMASQ_ADDRESS,), searches, options)
     if mode is DnsMode.SYSTEMD_RESOLVED:
-        return ResolverFile((RESOLVED_STUB_ADDRESS,), result.searches, RESOLVED_STUB_OPTIONS)
-    return ResolverFile(result.nameservers, result.searches, result.options)
+        return ResolverFile((RESOLVED_STUB_ADDRESS,), searches, RESOLVED_STUB_OPTIONS)
+    return ResolverFile(nameservers, searches, options)

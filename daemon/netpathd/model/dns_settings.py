@@ -356,7 +356,8 @@ def _parse_global(section: Section, path: str) -> GlobalDnsPriority:
     return GlobalDnsPriority(*values.values())
 
 
-def _parse_connection(section: Section, path: str, created_seq: int) -> DnsConnection:
+def parse_connection_section(section: Section, path: str, created_seq: int) -> DnsConnection:
+    """One `[connection "NAME"]` section; errors name the file and line (ConfigError)."""
     name = section.argument or ""
     with _at(path, section.line):
         validate_name(name)
@@ -397,7 +398,7 @@ def parse_connections_file(text: str, path: str) -> DnsConfig:
                     path, section.line, f"connection {section.argument!r} is given twice"
                 )
             names.add(section.argument)
-            connections.append(_parse_connection(section, path, len(connections)))
+            connections.append(parse_connection_section(section, path, len(connections)))
         else:
             raise ConfigError(path, section.line, f"unknown section [{section.name}]")
     return DnsConfig(global_priority or GlobalDnsPriority(), tuple(connections))
@@ -411,8 +412,14 @@ def render_connections_file(config: DnsConfig) -> str:
         f"ipv6.dns-priority = {config.global_priority.ipv6}",
     ]
     for conn in sorted(config.connections, key=lambda c: (c.created_seq, c.name)):
-        lines += ["", f'[connection "{conn.name}"]']
-        for key, value in to_settings(conn).items():
-            text = ", ".join(value) if isinstance(value, list) else str(value)
-            lines.append(f"{key} = {text}".rstrip())
+        lines += ["", *connection_section(conn)]
     return "\n".join(lines) + "\n"
+
+
+def connection_section(conn: DnsConnection) -> list[str]:
+    """The lines of the connection's `[connection "NAME"]` section, every key given."""
+    lines = [f'[connection "{conn.name}"]']
+    for key, value in to_settings(conn).items():
+        text = ", ".join(value) if isinstance(value, list) else str(value)
+        lines.append(f"{key} = {text}".rstrip())
+    return lines

@@ -107,12 +107,19 @@ def _carry_best(old: NetState, new: NetState, added: DefaultRoute | None = None)
 
     Only for changes that remove routes or add `added`: nothing else became usable.
     """
+    _carry_names(old, new)
     for family, best in old.best.items():
         if best is not None and not (new.route_table.find(best) == best and new.usable(best)):
             continue  # the next query scans
         candidates = (r for r in (best, added) if r and r.family is family and new.usable(r))
         new.best[family] = min(candidates, key=rank, default=None)
     return new
+
+
+def _carry_names(old: NetState, new: NetState) -> None:
+    """Hand the link_by_name() memo on when the links are the same: building it is O(links)."""
+    if new.links is old.links and old.by_name is not None:
+        object.__setattr__(new, "by_name", old.by_name)
 
 
 def _apply_link(state: NetState, link: Link) -> NetState:
@@ -155,6 +162,7 @@ def _apply_address(state: NetState, address: Address) -> NetState:
         return state
     new = NetState(links=state.links, addresses=addresses, default_routes=state.default_routes)
     new.best.update(state.best)
+    _carry_names(state, new)
     return new
 
 
