@@ -106,6 +106,7 @@ EVENTS: dict[str, Callable[[int], NetEvent]] = {
     "better route": lambda n: RouteSeen(DefaultRoute(Family.IPV6, 3, 1, None)),
     "route replaced": lambda n: RouteSeen(route(n // 2), replace=True),
     "route removed": lambda n: RouteGone(route(n // 2)),
+    "best route removed": lambda n: RouteGone(route(0)),
 }
 
 

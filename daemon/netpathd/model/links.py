@@ -125,10 +125,7 @@ class NetState:
         """
         if family in self.best:
             return self.best[family]
-        candidates = [
-            route for route in self.default_routes if route.family is family and self.usable(route)
-        ]
-        best = min(candidates, key=rank, default=None)
+        best = self.route_table.lowest(family, rank, self.usable)
         self.best[family] = best
         return best
 

@@ -10,7 +10,8 @@ iterate like the frozensets they replace.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Set
+import heapq
+from collections.abc import Callable, Iterable, Iterator, Set
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from netpathd.model.persistent import PDict
@@ -225,6 +226,28 @@ class RouteTable(_Table["DefaultRoute"]):
     def with_metric(self, family: Family, metric: int) -> list[DefaultRoute]:
         same_metric = self._by_metric.get((family, metric))
         return [] if same_metric is None else same_metric.values()
+
+    def lowest(
+        self,
+        family: Family,
+        rank: Callable[[DefaultRoute], tuple[int, int]],
+        keep: Callable[[DefaultRoute], bool],
+    ) -> DefaultRoute | None:
+        """The best-ranked route of ``family`` that ``keep`` accepts, ranks led by the metric.
+
+        A heap of the metrics, not a scan of the routes: after the best route goes away
+        (with 10,000 default routes) the next one costs one pass over machine integers
+        and a look at the routes of the lowest metrics only.
+        """
+        metrics = [metric for slot_family, metric in self._by_metric if slot_family is family]
+        heapq.heapify(metrics)
+        while metrics:
+            kept = [
+                route for route in self.with_metric(family, heapq.heappop(metrics)) if keep(route)
+            ]
+            if kept:
+                return min(kept, key=rank)
+        return None
 
     def has_up(self, ifindex: int, family: Family) -> bool:
         """Whether the link holds a route of the family that is not linkdown."""
