@@ -8,7 +8,6 @@ for it, so an idle daemon has no periodic wake-ups at all.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
@@ -43,6 +42,8 @@ def watchdog_interval() -> float | None:
 
 async def run_watchdog(interval: float) -> None:
     """Ping the watchdog while the event loop is alive; a hung loop stops the pings."""
+    import asyncio  # noqa: PLC0415 - `netpathd --help` does without it (app.py)
+
     while True:
         notify("WATCHDOG=1")
         await asyncio.sleep(interval)
