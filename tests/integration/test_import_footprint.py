@@ -62,6 +62,8 @@ NOT_BEFORE_READY = (
     "netpathd.dns_backends.dnsmasq",
     "netpathd.dns_backends.resolved",
     "systemd.daemon",
+    "tempfile",  # with random; a start that writes nothing needs no temporary file
+    "difflib",  # "did you mean" of a refusal
 )
 
 NOT_FOR_HELP = ("asyncio", "dbus_fast", "pyroute2", "netpathd.dns_manager", "netpathd.kernel")
