@@ -169,7 +169,7 @@ class Daemon:
         self._bus = bus
         await self._select_dns_backend()
         systemd = SystemdClient(bus)
-        service_manager.notify("STATUS=Probing the kernel's TCP->MPTCP hook")
+        service_manager.notify("STATUS=Applying the TCP->MPTCP scope")
         self.tcp = TcpToMptcp(self.options.state_dir, self.options.bpf_pin, systemd.control_group)
         self.mptcp.guard_enabled(self.tcp)
         await self.tcp.start()
