@@ -29,7 +29,7 @@ from tests.support.netns import Netns
 pytestmark = pytest.mark.integration
 
 MODULES_AT_READY = """
-import os, sys
+import gc, os, sys
 from netpathd import service_manager
 
 forward = service_manager.notify
@@ -38,6 +38,7 @@ def notify(*assignments):
     if "READY=1" in assignments:
         with open(os.environ["MODULES_AT_READY"], "w") as listing:
             listing.write("\\n".join(sorted(sys.modules)))
+            listing.write("\\ngc-enabled" if gc.isenabled() else "")
     forward(*assignments)
 
 service_manager.notify = notify
@@ -97,6 +98,11 @@ def test_ready_without_the_modules_only_later_calls_need(modules_at_ready: set[s
     assert "netpathd.app" in modules_at_ready  # the listing is the daemon's
     loaded = [name for name in NOT_BEFORE_READY if name in modules_at_ready]
     assert loaded == []
+
+
+def test_the_collector_runs_again_once_ready(modules_at_ready: set[str]) -> None:
+    """It is off while the daemon starts (app.main): a daemon left without it would leak."""
+    assert "gc-enabled" in modules_at_ready
 
 
 def test_help_imports_neither_the_bus_nor_the_kernel_adapters() -> None:
