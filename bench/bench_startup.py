@@ -15,7 +15,7 @@ The last run of each then idles: after a 1 s settle, the context switches (volun
 involuntary, every thread) over ``--idle`` seconds are the wake-ups, and RSS is read again.
 When the daemon misses the READY or RSS target (or with ``--importtime``) one more start
 under ``python -X importtime`` shows which imports dominate, and a plain python3 importing
-in stages (asyncio, dbus_fast, pyroute2, the rest of the daemon's modules) shows their RSS.
+in stages (asyncio, dbus_fast, the rest of the daemon's modules) shows their RSS.
 
 netpathd runs from byte-compiled modules, as its packages install it (py3compile, the RPM's
 brp-python-bytecompile): with ``PYTHONDONTWRITEBYTECODE`` set, as it is in some shells, every
@@ -178,7 +178,9 @@ for stage in sys.argv[1:]:
 
 def rss_by_import(modules: list[str]) -> None:
     """RSS after each stage of imports, the daemon's own module list last (no bus, no netns)."""
-    stages = ["asyncio", "dbus_fast.aio,dbus_fast.service", "pyroute2", ",".join(modules)]
+    # No stage of its own for pyroute2: "import pyroute2" runs its __init__, the whole library,
+    # where the daemon loads the few modules it needs (netpathd/kernel/__init__.py).
+    stages = ["asyncio", "dbus_fast.aio,dbus_fast.service", ",".join(modules)]
     result = subprocess.run(
         [sys.executable, "-c", RSS_STAGES, *stages],
         check=True,
