@@ -2,7 +2,8 @@
 
 Run as root, on demand (not a test): ``python3 bench/bench_startup.py [--runs N] [--idle S]``.
 
-Issue targets: READY=1 under 300 ms, idle RSS under 40 MB, no wake-ups while idle.
+Issue targets (13): READY=1 within 1.5x the bare service's, RSS at READY at most 25 MiB, no
+wake-ups while idle.
 
 Each run starts the daemon in a fresh network namespace on a private bus (exactly as
 tests/support/daemon.py does) and takes the time from Popen to its sd_notify READY=1 and its
@@ -14,12 +15,19 @@ The last run of each then idles: after a 1 s settle, the context switches (volun
 involuntary, every thread) over ``--idle`` seconds are the wake-ups, and RSS is read again.
 When the daemon misses the READY or RSS target (or with ``--importtime``) one more start
 under ``python -X importtime`` shows which imports dominate, and a plain python3 importing
-in stages (asyncio, dbus_fast, pyroute2, the rest of the daemon's modules) shows their RSS.
+in stages (asyncio, dbus_fast, the rest of the daemon's modules) shows their RSS.
+
+netpathd runs from byte-compiled modules, as its packages install it (py3compile, the RPM's
+brp-python-bytecompile): with ``PYTHONDONTWRITEBYTECODE`` set, as it is in some shells, every
+start compiled all 70 of its modules from source again (about 50 ms here), which the reference,
+importing only the already compiled stdlib and dbus-fast, never pays.  So the bench compiles
+them first, into ``__pycache__`` beside the sources (ignored by git) as the packages do.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import statistics
 import subprocess
 import sys
@@ -46,8 +54,8 @@ from common import (  # noqa: E402
     table,
 )
 
-READY_TARGET_MS = 300.0
-RSS_TARGET_MIB = 40e6 / 2**20  # the issue says 40 MB: 38.1 MiB
+READY_TARGET_RATIO = 1.5  # of the bare service's READY in the same run
+RSS_TARGET_MIB = 25.0
 SETTLE_S = 1.0
 
 REFERENCE = """
@@ -170,7 +178,9 @@ for stage in sys.argv[1:]:
 
 def rss_by_import(modules: list[str]) -> None:
     """RSS after each stage of imports, the daemon's own module list last (no bus, no netns)."""
-    stages = ["asyncio", "dbus_fast.aio,dbus_fast.service", "pyroute2", ",".join(modules)]
+    # No stage of its own for pyroute2: "import pyroute2" runs its __init__, the whole library,
+    # where the daemon loads the few modules it needs (netpathd/kernel/__init__.py).
+    stages = ["asyncio", "dbus_fast.aio,dbus_fast.service", ",".join(modules)]
     result = subprocess.run(
         [sys.executable, "-c", RSS_STAGES, *stages],
         check=True,
@@ -188,18 +198,27 @@ def rss_by_import(modules: list[str]) -> None:
     table("\nRSS by import stage, cumulative", ("stage", "MiB", "added", "ms"), rows)
 
 
+def byte_compile() -> None:
+    """The daemon's modules compiled where every start below looks for them first."""
+    if not compileall.compile_dir(ROOT / "daemon" / "netpathd", quiet=1):
+        raise SystemExit("byte-compiling daemon/netpathd failed")
+
+
 def bench(runs: int, idle: float, force_importtime: bool, top: int) -> None:
     daemon, reference, warmup = Sample(), Sample(), Sample()
     with private_bus() as bus, tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
+        byte_compile()
         run_daemon(bus, tmp, warmup, None)
         run_reference(bus, tmp, warmup, None)
         for index in range(runs):
             last = index == runs - 1
             run_daemon(bus, tmp, daemon, idle if last else None)
             run_reference(bus, tmp, reference, idle if last else None)
-        slow = statistics.median(daemon.ready_ms) >= READY_TARGET_MS
-        heavy = daemon.rss_idle_kib / 1024 >= RSS_TARGET_MIB
+        slow = statistics.median(daemon.ready_ms) > READY_TARGET_RATIO * statistics.median(
+            reference.ready_ms
+        )
+        heavy = statistics.median(daemon.rss_ready_kib) / 1024 > RSS_TARGET_MIB
         if force_importtime or slow or heavy:
             importtime(bus, tmp, top)
 
@@ -213,11 +232,12 @@ def bench(runs: int, idle: float, force_importtime: bool, top: int) -> None:
         statistics.median(reference.rss_ready_kib),
     )
     rows = [
-        ("start -> READY=1, median (ms)", f"{d_ready:.1f}", f"{r_ready:.1f}", "< 300"),
+        ("start -> READY=1, median (ms)", f"{d_ready:.1f}", f"{r_ready:.1f}",
+         f"<= {READY_TARGET_RATIO}x"),
         ("start -> READY=1, p90 (ms)", f"{d_p90:.1f}", f"{r_p90:.1f}", ""),
-        ("RSS at READY, median (MiB)", mib(d_rss), mib(r_rss), ""),
+        ("RSS at READY, median (MiB)", mib(d_rss), mib(r_rss), f"<= {RSS_TARGET_MIB:.0f}"),
         (f"RSS after {SETTLE_S + idle:.0f} s idle (MiB)", mib(daemon.rss_idle_kib),
-         mib(reference.rss_idle_kib), f"< {RSS_TARGET_MIB:.1f}"),
+         mib(reference.rss_idle_kib), ""),
         (f"wake-ups/s over {idle:.0f} s idle", f"{daemon.wakeups_per_s:.2f}",
          f"{reference.wakeups_per_s:.2f}", "0"),
     ]  # fmt: skip
@@ -247,12 +267,13 @@ def bench(runs: int, idle: float, force_importtime: bool, top: int) -> None:
     )
     print("daemon READY ms per run: " + " ".join(f"{v:.0f}" for v in daemon.ready_ms))
     over = []
-    if d_ready >= READY_TARGET_MS:
-        over.append(f"READY median {d_ready:.0f} ms, target < {READY_TARGET_MS:.0f} ms")
-    if daemon.rss_idle_kib / 1024 >= RSS_TARGET_MIB:
+    if d_ready > READY_TARGET_RATIO * r_ready:
         over.append(
-            f"idle RSS {mib(daemon.rss_idle_kib)} MiB, target < {RSS_TARGET_MIB:.1f} MiB (40 MB)"
+            f"READY median {d_ready:.0f} ms, {d_ready / r_ready:.2f}x the reference's "
+            f"{r_ready:.0f} ms, target <= {READY_TARGET_RATIO}x"
         )
+    if d_rss / 1024 > RSS_TARGET_MIB:
+        over.append(f"RSS at READY {mib(d_rss)} MiB, target <= {RSS_TARGET_MIB:.0f} MiB")
     if daemon.wakeups_per_s > 0:
         over.append(f"{daemon.wakeups_per_s:.2f} wake-ups/s while idle > 0")
     print("over target: " + ("; ".join(over) if over else "nothing"))

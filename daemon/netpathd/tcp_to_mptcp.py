@@ -4,6 +4,10 @@ The service between the D-Bus face (bus/mptcp.py) and the kernel adapters: it pr
 (kernel/bpf_probe.py), loads the program once when something is in scope, and from then on
 only writes maps (kernel/mptcpify_link.py) from the pure plan (model/tcp_to_mptcp.py).
 
+The probe walks the kernel's BTF (about 10 ms and a few MiB), so it runs at start only when a
+persisted scope or a pinned program needs it; otherwise on first need (a member that asks
+for the backend or changes the scope), and the BPF modules are not even imported before.
+
 - The scope (``SystemWide``, ``SystemWideExclude``, ``SystemWideInclude``) is persisted in
   ``STATE_DIR/tcp-to-mptcp.conf`` before the maps change; a map write that fails restores
   the file, so a refusal changes nothing.
@@ -24,13 +28,15 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from netpathd.errors import Failed, NetpathdError, NotFound, NotSupported, PermissionDenied
 from netpathd.files.atomic import write_atomic
-from netpathd.kernel import cgroups, sysctl
-from netpathd.kernel.bpf_probe import ProbeResult, probe_in_loop
-from netpathd.kernel.mptcpify_link import MptcpifyLink, unpin
 from netpathd.model.tcp_to_mptcp import MapContents, Scope, change, check_entries, contents
+
+if TYPE_CHECKING:  # BPF, BTF and cgroups load with the probe (module docstring)
+    from netpathd.kernel.bpf_probe import ProbeResult
+    from netpathd.kernel.mptcpify_link import MptcpifyLink
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +78,7 @@ class TcpToMptcp:
         self._path = state_dir / STATE_FILE
         self._pin_dir = pin_dir
         self._unit_cgroup = unit_cgroup
-        self._probe: ProbeResult | None = None
+        self._probe: asyncio.Future[ProbeResult] | None = None
         self._link: MptcpifyLink | None = None
         self.scope = Scope()
         self._apps: dict[str, int] = {}  # registered unit → its cgroup id
@@ -87,12 +93,15 @@ class TcpToMptcp:
             pass
         except (OSError, NetpathdError) as error:
             log.error("%s left out: %s", self._path, error)
-        self._probe = await probe_in_loop()
-        if not self._probe.available:
-            log.info("TCP->MPTCP through BPF unavailable: %s", self._probe.reason)
+        if self.scope == Scope() and self._pin_dir is None:
+            return  # nothing to apply or re-adopt: probed on first need
+        probe = await self.probed()
+        if not probe.available:
             return
-        hook = self._probe.hook
+        hook = probe.hook
         if self._pin_dir is not None and hook is not None:
+            from netpathd.kernel.mptcpify_link import MptcpifyLink  # noqa: PLC0415
+
             self._link = MptcpifyLink.adopt(self._pin_dir, hook.offsets, hook.attach_btf_id)
             if self._link is not None:
                 log.info("re-adopted the TCP->MPTCP program pinned in %s", self._pin_dir)
@@ -103,26 +112,35 @@ class TcpToMptcp:
 
     def close(self) -> None:
         """Let go of the link: unpinned, the kernel detaches it and new sockets are TCP."""
+        if self._probe is not None:
+            self._probe.cancel()  # a probe still walking the BTF is not needed any more
         if self._link is not None:
             self._link.close()
             self._link = None
 
     # -- reading -------------------------------------------------------------------------
 
-    @property
-    def available(self) -> bool:
-        return self._probe is not None and self._probe.available
-
-    def backend(self) -> str:
-        """``bpf``, or ``seccomp`` (the ``netpathctl run`` wrapper) with the probe's reason."""
+    async def probed(self) -> ProbeResult:
+        """The probe's answer; the first caller starts it, callers meanwhile share it."""
         if self._probe is None:
-            return "none: not probed yet"
-        if self._probe.available:
-            return "bpf"
-        return f"seccomp: bpf {self._probe}"
+            self._probe = asyncio.ensure_future(self._run_probe())
+        return await asyncio.shield(self._probe)
 
-    def probe_text(self) -> str:
-        return "not probed yet" if self._probe is None else str(self._probe)
+    async def _run_probe(self) -> ProbeResult:
+        from netpathd.kernel.bpf_probe import probe_in_loop  # noqa: PLC0415
+
+        probe = await probe_in_loop()
+        if not probe.available:
+            log.info("TCP->MPTCP through BPF unavailable: %s", probe.reason)
+        return probe
+
+    async def available(self) -> bool:
+        return (await self.probed()).available
+
+    async def backend(self) -> str:
+        """``bpf``, or ``seccomp`` (the ``netpathctl run`` wrapper) with the probe's reason."""
+        probe = await self.probed()
+        return "bpf" if probe.available else f"seccomp: bpf {probe}"
 
     def stats(self) -> Stats | None:
         """None while no program is loaded."""
@@ -135,13 +153,15 @@ class TcpToMptcp:
 
     # -- changes -------------------------------------------------------------------------
 
-    def _require_bpf(self) -> None:
-        if not self.available:
-            raise NotSupported(f"TCP->MPTCP through BPF is {self.probe_text()}")
+    async def _require_bpf(self) -> ProbeResult:
+        probe = await self.probed()
+        if not probe.available:
+            raise NotSupported(f"TCP->MPTCP through BPF is {probe}")
+        return probe
 
     async def set_scope(self, scope: Scope) -> bool:
         """Persist, then apply; False when it was already so (nothing written)."""
-        self._require_bpf()
+        await self._require_bpf()
         scope = replace(
             scope, exclude=check_entries(scope.exclude), include=check_entries(scope.include)
         )
@@ -157,12 +177,16 @@ class TcpToMptcp:
                 raise
             self.scope = scope
             if not scope.system_wide and before.system_wide and self._pin_dir is not None:
+                from netpathd.kernel.mptcpify_link import unpin  # noqa: PLC0415
+
                 unpin(self._pin_dir)  # MPTCP for everyone no longer outlives the daemon
             return True
 
     async def register(self, pid: int, enabled_units: list[str]) -> str:
         """List the cgroup of the unit whose ExecStartPre= process is ``pid``."""
-        self._require_bpf()
+        await self._require_bpf()
+        from netpathd.kernel import cgroups  # noqa: PLC0415
+
         path = cgroups.cgroup_of(pid)
         parts = path.split("/")
         index = next((i for i in range(len(parts) - 1, 0, -1) if parts[i].endswith(".service")), 0)
@@ -184,7 +208,7 @@ class TcpToMptcp:
 
     async def reload(self) -> None:
         """Resolve every unit and path again (cgroups come and go with their units)."""
-        if self.available:
+        if self._probe is not None and await self.available():  # else nothing was applied
             async with self._lock:
                 await self._apply(self.scope)
 
@@ -192,15 +216,21 @@ class TcpToMptcp:
 
     def before_enabled_write(self, enabled: bool) -> None:
         if not enabled and self._link is not None:
+            from netpathd.kernel import cgroups  # noqa: PLC0415
+
             self._link.set_netns(cgroups.netns_inum(), enabled=False)
 
     def after_enabled_write(self) -> None:
         if self._link is not None:
+            from netpathd.kernel import cgroups, sysctl  # noqa: PLC0415
+
             self._link.set_netns(cgroups.netns_inum(), enabled=sysctl.get_mptcp_enabled())
 
     # -- applying ------------------------------------------------------------------------
 
     async def _ids(self, entries: tuple[str, ...]) -> list[int]:
+        from netpathd.kernel import cgroups  # noqa: PLC0415
+
         root = cgroups.cgroup2_root()
         found = []
         for entry in entries:
@@ -222,9 +252,12 @@ class TcpToMptcp:
         if self._link is None:
             if wanted == MapContents(0):
                 return  # nothing in scope: no program, no cost to any socket()
-            hook = self._probe.hook if self._probe is not None else None
+            probe = await self._require_bpf()
+            hook = probe.hook
             if hook is None:
-                raise NotSupported(f"TCP->MPTCP through BPF is {self.probe_text()}")
+                raise NotSupported(f"TCP->MPTCP through BPF is {probe}")
+            from netpathd.kernel.mptcpify_link import MptcpifyLink  # noqa: PLC0415
+
             try:
                 self._link = MptcpifyLink.attach(hook.offsets, hook.attach_btf_id)
             except OSError as error:

@@ -8,18 +8,23 @@ from typing import Any
 
 import pytest
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from netpathd.kernel.rtnl_decode import (
+    IFF_LOWER_UP,
+    IFF_UP,
     RTM_DELADDR,
+    RTM_DELLINK,
     RTM_DELROUTE,
     RTM_NEWADDR,
+    RTM_NEWLINK,
     RTM_NEWROUTE,
     _nexthop_route_events,
     decode,
 )
 from netpathd.model import netstate
-from netpathd.model.links import Address, DefaultRoute, Family
+from netpathd.model.links import Address, DefaultRoute, Family, Link
 
 RTNH_F_LINKDOWN = 0x10
 
@@ -82,3 +87,31 @@ def test_a_truncated_attribute_is_an_error_not_a_guess() -> None:
     raw = address_message(socket.AF_INET6, 0, IFA_ADDRESS="2001:db8::5")
     with pytest.raises(ValueError, match="malformed attribute"):
         decode(RTM_NEWADDR, 0, raw[:-4])
+
+
+def link_message(family: int, index: int, flags: int, **attrs: Any) -> bytes:
+    msg: Any = ifinfmsg()
+    msg["family"], msg["index"], msg["flags"], msg["change"] = family, index, flags, 0xFFFFFFFF
+    msg["attrs"] = [(name, value) for name, value in attrs.items()]
+    msg.encode()
+    return bytes(msg.data)
+
+
+@pytest.mark.parametrize("name", ["a", "eth1", "abc", "veth-with-15chr"])
+@pytest.mark.parametrize("flags", [0, IFF_UP, IFF_UP | IFF_LOWER_UP | 0x1000])
+def test_links_decode_as_pyroute2_encodes_them(name: str, flags: int) -> None:
+    raw = link_message(socket.AF_UNSPEC, 7, flags, IFLA_IFNAME=name, IFLA_MTU=1500)
+    link = Link(7, name, bool(flags & IFF_UP), bool(flags & IFF_LOWER_UP))
+    assert decode(RTM_NEWLINK, 0, raw) == [netstate.LinkSeen(link)]
+    assert decode(RTM_DELLINK, 0, raw) == [netstate.LinkGone(7)]
+
+
+def test_a_bridge_port_notification_is_no_link_event() -> None:
+    raw = link_message(socket.AF_BRIDGE, 7, IFF_UP, IFLA_IFNAME="port1")
+    assert decode(RTM_DELLINK, 0, raw) == [] and decode(RTM_NEWLINK, 0, raw) == []
+
+
+def test_a_link_without_a_name_is_an_error_not_a_guess() -> None:
+    raw = link_message(socket.AF_UNSPEC, 7, IFF_UP, IFLA_MTU=1500)
+    with pytest.raises(ValueError, match="IFLA_IFNAME"):
+        decode(RTM_NEWLINK, 0, raw)

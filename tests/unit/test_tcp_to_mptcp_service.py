@@ -14,7 +14,7 @@ import pytest
 
 from netpathd import tcp_to_mptcp
 from netpathd.errors import Failed, PermissionDenied
-from netpathd.kernel import bpf_syscall, cgroups, sysctl
+from netpathd.kernel import bpf_probe, bpf_syscall, cgroups, sysctl
 from netpathd.kernel.bpf_mptcpify import MAPS, NetnsOffsets
 from netpathd.kernel.bpf_probe import Hook, ProbeResult
 from netpathd.kernel.mptcpify_link import MptcpifyLink
@@ -24,10 +24,17 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="BPF maps need root")
 
 
 @pytest.fixture
-def links(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[MptcpifyLink]]:
+def probes() -> list[int]:
+    """One entry per probe run."""
+    return []
+
+
+@pytest.fixture
+def links(monkeypatch: pytest.MonkeyPatch, probes: list[int]) -> Iterator[list[MptcpifyLink]]:
     made: list[MptcpifyLink] = []
 
     async def available() -> ProbeResult:
+        probes.append(1)
         return ProbeResult(True, "", Hook(1, NetnsOffsets(1840, 40, 176)))
 
     def attach(offsets: NetnsOffsets, attach_btf_id: int) -> MptcpifyLink:
@@ -35,7 +42,7 @@ def links(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[MptcpifyLink]]:
         made.append(MptcpifyLink(maps, os.open("/dev/null", os.O_RDONLY)))
         return made[-1]
 
-    monkeypatch.setattr(tcp_to_mptcp, "probe_in_loop", available)
+    monkeypatch.setattr(bpf_probe, "probe_in_loop", available)
     monkeypatch.setattr(MptcpifyLink, "attach", staticmethod(attach))
     yield made
     for link in made:
@@ -45,7 +52,27 @@ def links(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[MptcpifyLink]]:
 async def test_nothing_in_scope_loads_nothing(tmp_path: Path, links: list[MptcpifyLink]) -> None:
     service = tcp_to_mptcp.TcpToMptcp(tmp_path)
     await service.start()
-    assert service.backend() == "bpf" and links == [] and service.stats() is None
+    assert await service.backend() == "bpf" and links == [] and service.stats() is None
+
+
+async def test_nothing_in_scope_probes_only_when_first_asked(
+    tmp_path: Path, links: list[MptcpifyLink], probes: list[int]
+) -> None:
+    service = tcp_to_mptcp.TcpToMptcp(tmp_path)
+    await service.start()
+    assert probes == []  # the BTF walk does not hold up READY=1
+    assert await service.backend() == "bpf"
+    assert await service.available() and probes == [1]  # once
+
+
+async def test_a_persisted_scope_is_probed_at_start(
+    tmp_path: Path, links: list[MptcpifyLink], probes: list[int]
+) -> None:
+    (tmp_path / tcp_to_mptcp.STATE_FILE).write_text(
+        tcp_to_mptcp.render_scope(Scope(False, (), ("/",)))
+    )
+    await tcp_to_mptcp.TcpToMptcp(tmp_path).start()
+    assert probes == [1] and len(links) == 1
 
 
 async def test_persisted_scope_is_applied_at_start(

@@ -135,6 +135,15 @@ class FlowControlledBus(MessageBus):
         install_draining_writes(self)
         return self
 
+    def _emit_interface_added(self, path: str, interface: ServiceInterface) -> None:
+        """No ``ObjectManager.InterfacesAdded`` on export: nobody can be listening yet.
+
+        netpathd exports its one object once, before it requests a name (bus/service.py),
+        so no client can have subscribed to it; dbus-fast would still read every property
+        for that signal, which made the MPTCP getters read the kernel and start the
+        TCP->MPTCP probe before READY=1.  ``GetManagedObjects`` still answers.
+        """
+
     def send(self, msg: Message) -> asyncio.Future[None]:  # type: ignore[override]  # as aio's
         if msg.message_type is MessageType.SIGNAL and self._write_backlog() >= SIGNAL_BACKLOG:
             return self._hold(msg)

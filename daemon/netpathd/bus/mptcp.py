@@ -10,7 +10,6 @@ choice in the method name rather than in a flag argument.
 
 # No "from __future__ import annotations": dbus-fast reads the annotations at runtime.
 
-import asyncio
 import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
@@ -23,8 +22,6 @@ from netpathd.bus.errors import dbus_errors
 from netpathd.bus.polkit import Authorizer
 from netpathd.bus.tcp_to_mptcp import TcpToMptcpMembers
 from netpathd.errors import NotSupported
-from netpathd.kernel.bpf_probe import ProbeResult, probe_in_loop
-from netpathd.kernel.mptcp_events import MptcpEvent
 from netpathd.model.mptcp import Endpoint, Limits, validate_endpoint_id, validate_limits
 from netpathd.model.mptcp_config import flag_names
 from netpathd.model.mptcp_request import endpoint_request, flags_request
@@ -34,6 +31,7 @@ from netpathd.tcp_to_mptcp import TcpToMptcp
 
 if TYPE_CHECKING:  # sock_diag and /proc scanning load only when GetConnections is called
     from netpathd.kernel.mptcp_diag import MptcpConnection, Subflow
+    from netpathd.kernel.mptcp_events import MptcpEvent
     from netpathd.kernel.sockets_owner import Owner
 
 INTERFACE = "org.netpathd1.Mptcp"
@@ -126,7 +124,6 @@ class MptcpInterface(TcpToMptcpMembers):
         self._polkit = polkit
         self._apps = apps
         self._tcp = tcp
-        self._system_wide: asyncio.Task[ProbeResult] | None = None
         mptcp.observe(self._on_change)
         mptcp.observe_events(self._on_event)
 
@@ -161,15 +158,12 @@ class MptcpInterface(TcpToMptcpMembers):
     @dbus_property(access=PropertyAccess.READ)
     @dbus_errors
     async def SystemWideMode(self) -> DBusStr:
-        """Probed once: BTF, the kernel's functions and its BPF policy do not change at runtime.
-
-        dbus-fast reads every property when the interface is exported (for
-        ObjectManager.InterfacesAdded), so the probe starts then, but it runs in steps and
-        never holds up READY=1 or another caller.
-        """
-        if self._system_wide is None:
-            self._system_wide = asyncio.get_running_loop().create_task(probe_in_loop())
-        return str(await asyncio.shield(self._system_wide))
+        """Probed once, on the first need (tcp_to_mptcp.py): BTF, the kernel's functions and
+        its BPF policy do not change at runtime; the probe runs in steps and holds up no one
+        else."""
+        if self._tcp is None:
+            return "unavailable: TCP->MPTCP is not configured in this daemon"
+        return str(await self._tcp.probed())
 
     # -- methods ---------------------------------------------------------------------
 
@@ -265,7 +259,7 @@ class MptcpInterface(TcpToMptcpMembers):
     async def EnableApp(self, unit: DBusStr) -> None:
         check_unit_name(unit)
         await self._polkit.authorize(INTERFACE, "EnableApp", unit=unit)
-        bpf = self._tcp is not None and self._tcp.available
+        bpf = self._tcp is not None and await self._tcp.available()
         await self._require_apps().enable(unit, bpf=bpf)
 
     @dbus_method()
@@ -288,7 +282,7 @@ class MptcpInterface(TcpToMptcpMembers):
     def Event(self, kind: str, details: dict[str, Variant]) -> EventBody:
         return kind, details
 
-    def _on_event(self, event: MptcpEvent) -> None:
+    def _on_event(self, event: "MptcpEvent") -> None:
         # dbus-fast queues the message and returns: a slow client never blocks the loop.
         self.Event(event.kind, event_details(event.details))
 

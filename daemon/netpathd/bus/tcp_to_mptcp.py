@@ -84,10 +84,10 @@ class TcpToMptcpMembers(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ)
     @dbus_errors
-    def TcpToMptcpBackend(self) -> DBusStr:
+    async def TcpToMptcpBackend(self) -> DBusStr:
         if self._tcp is None:
             return "none: TCP->MPTCP is not configured in this daemon"
-        return self._tcp.backend()
+        return await self._tcp.backend()
 
     @dbus_property(access=PropertyAccess.READ)
     @dbus_errors

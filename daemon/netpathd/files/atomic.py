@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import stat
-import tempfile
 from pathlib import Path
 
 from netpathd.errors import Failed
@@ -85,6 +84,10 @@ def write_atomic(
     temp: str | None = None
     try:
         # mkstemp: O_CREAT|O_EXCL with a random name, so two writers never share a temp file.
+        # Imported here: tempfile (with shutil, random, bz2, lzma) is 1-2 ms of a start that
+        # may write nothing.
+        import tempfile  # noqa: PLC0415
+
         fd, temp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=_TEMP_SUFFIX, dir=directory)
         with os.fdopen(fd, "wb") as file:
             os.fchmod(file.fileno(), final_mode)  # exact mode, not filtered by the umask

@@ -1,12 +1,15 @@
 """Adapter over the kernel's MPTCP path manager ("mptcp_pm" generic netlink family).
 
 Acts on the network namespace of the calling process.  Built on pyroute2's
-``mptcp_msg`` nla classes (sent by ``netpathd.kernel.genl_transport``), extended with
-what pyroute2 0.9.7 lacks: ``SET_FLAGS``, the event attributes, and a correct
-type for ``MPTCP_PM_ADDR_ATTR_IF_IDX`` (s32 in include/uapi/linux/mptcp_pm.h;
+nla classes (sent by ``netpathd.kernel.genl_transport``), with the attributes of its
+``mptcp_msg`` and what pyroute2 0.9.7 lacks: ``SET_FLAGS``, the event attributes, and a
+correct type for ``MPTCP_PM_ADDR_ATTR_IF_IDX`` (s32 in include/uapi/linux/mptcp_pm.h;
 pyroute2 declares it 'hex', so dumps show ``'02:00:00:00'`` and an int cannot
-be sent).  All ``Any`` from pyroute2 stays inside this module: callers get
-``netpathd.model.mptcp`` values and ``netpathd.errors`` exceptions.
+be sent).  ``pyroute2.netlink.generic.mptcp`` itself is not imported: its package
+loads pyroute2's whole socket layer (``nlsocket``: multiprocessing, pickle, json),
+about 6 ms and 3 MiB of every start for classes netpathd does not use.  All ``Any`` from
+pyroute2 stays inside this module: callers get ``netpathd.model.mptcp`` values and
+``netpathd.errors`` exceptions.
 
 Connection events come on another socket: ``netpathd.kernel.mptcp_events``.
 """
@@ -19,18 +22,8 @@ import errno
 import socket
 from typing import Any
 
+from pyroute2.netlink import genlmsg, nla
 from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.generic.mptcp import (
-    MPTCP_GENL_NAME,
-    MPTCP_PM_CMD_ADD_ADDR,
-    MPTCP_PM_CMD_DEL_ADDR,
-    MPTCP_PM_CMD_FLUSH_ADDRS,
-    MPTCP_PM_CMD_GET_ADDR,
-    MPTCP_PM_CMD_GET_LIMITS,
-    MPTCP_PM_CMD_SET_FLAGS,
-    MPTCP_PM_CMD_SET_LIMITS,
-    mptcp_msg,
-)
 
 from netpathd.errors import AlreadyExists, Failed, InvalidArgument, NotFound, NotSupported
 from netpathd.kernel.genl_transport import GenlTransport
@@ -53,10 +46,17 @@ REQUEST_TIMEOUT = 5.0
 
 _NLA_F_NESTED = 0x8000
 
+MPTCP_GENL_NAME = "mptcp_pm"
+# enum mptcp_pm_cmd (include/uapi/linux/mptcp_pm.h)
+MPTCP_PM_CMD_ADD_ADDR, MPTCP_PM_CMD_DEL_ADDR, MPTCP_PM_CMD_GET_ADDR = 1, 2, 3
+MPTCP_PM_CMD_FLUSH_ADDRS, MPTCP_PM_CMD_SET_LIMITS, MPTCP_PM_CMD_GET_LIMITS = 4, 5, 6
+MPTCP_PM_CMD_SET_FLAGS = 7
 
-class pm_msg(mptcp_msg):  # type: ignore[misc]  # noqa: N801 - pyroute2 looks nla classes up by name
+
+class pm_msg(genlmsg):  # type: ignore[misc]  # noqa: N801 - pyroute2 looks nla classes up by name
     """pyroute2's ``mptcp_msg`` with ``MPTCP_PM_ADDR_ATTR_IF_IDX`` typed as the kernel's s32."""
 
+    prefix = "MPTCP_PM_ATTR_"
     nla_map = (
         ("MPTCP_PM_ATTR_UNSPEC", "none"),
         ("MPTCP_PM_ATTR_ADDR", "pm_addr"),
@@ -64,9 +64,16 @@ class pm_msg(mptcp_msg):  # type: ignore[misc]  # noqa: N801 - pyroute2 looks nl
         ("MPTCP_PM_ATTR_SUBFLOWS", "uint32"),
     )
 
-    class pm_addr(mptcp_msg.pm_addr):  # type: ignore[misc]  # noqa: N801
+    class pm_addr(nla):  # type: ignore[misc]  # noqa: N801
+        prefix = "MPTCP_PM_ADDR_ATTR_"
         nla_map = (
-            *mptcp_msg.pm_addr.nla_map[:-1],
+            ("MPTCP_PM_ADDR_ATTR_UNSPEC", "none"),
+            ("MPTCP_PM_ADDR_ATTR_FAMILY", "uint16"),
+            ("MPTCP_PM_ADDR_ATTR_ID", "uint8"),
+            ("MPTCP_PM_ADDR_ATTR_ADDR4", "ipaddr"),
+            ("MPTCP_PM_ADDR_ATTR_ADDR6", "ipaddr"),
+            ("MPTCP_PM_ADDR_ATTR_PORT", "uint16"),
+            ("MPTCP_PM_ADDR_ATTR_FLAGS", "uint32"),
             ("MPTCP_PM_ADDR_ATTR_IF_IDX", "int32"),
         )
 

@@ -4,8 +4,11 @@ Links, addresses and main-table default routes become `model.netstate`
 events; everything else decodes to no event at all.  Addresses and
 single-path routes, the messages that come by the hundred thousand in a flood
 or a dump, are read with `struct` (about 5 us each instead of pyroute2's
-20-35 us, which made a 100,000-route resync take seconds); links, multipath
-routes and routes via another family keep pyroute2's `ifinfmsg` and `rtmsg`.
+20-35 us, which made a 100,000-route resync take seconds).  Links are too:
+three fields and the name, where pyroute2's `ifinfmsg` cost the daemon's
+start-up 9 ms and 4 MiB of imports (its link-kind plugins pull in
+multiprocessing and pickle).  Multipath routes and routes via another family,
+rare, keep pyroute2's `rtmsg`, imported when the first one comes.
 """
 
 from __future__ import annotations
@@ -14,9 +17,6 @@ import ipaddress
 import socket
 import struct
 from typing import Any
-
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from netpathd.model import netstate
 from netpathd.model.links import Address, DefaultRoute, Family, IPAddress, Link
@@ -37,9 +37,11 @@ ROUTE_TYPES = frozenset((RTM_NEWROUTE, RTM_DELROUTE))
 _FAMILIES = {socket.AF_INET: Family.IPV4, socket.AF_INET6: Family.IPV6}
 
 IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
+IFLA_IFNAME = 3
 RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE, RTA_VIA = 4, 5, 6, 9, 15, 18
 NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED and NLA_F_NET_BYTEORDER
 _HEADER = 16  # struct nlmsghdr
+_IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
 _IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
 _RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope,
 #                                       type, flags
@@ -69,15 +71,16 @@ def _ip(value: Any) -> IPAddress:
 
 
 def _link_events(msg_type: int, raw: bytes) -> list[netstate.NetEvent]:
-    msg: Any = ifinfmsg(raw)
-    msg.decode()
-    if msg["family"] != socket.AF_UNSPEC:
+    family, _, index, flags, _ = _IFINFOMSG.unpack_from(raw, _HEADER)
+    if family != socket.AF_UNSPEC:
         return []  # AF_BRIDGE port notifications: a DELLINK there is not a deletion
     if msg_type == RTM_DELLINK:
-        return [netstate.LinkGone(msg["index"])]
-    flags = msg["flags"]
+        return [netstate.LinkGone(index)]
+    name = _attributes(raw, _HEADER + _IFINFOMSG.size).get(IFLA_IFNAME)
+    if name is None:
+        raise ValueError("link message without IFLA_IFNAME")
     link = Link(
-        msg["index"], msg.get_attr("IFLA_IFNAME"), bool(flags & IFF_UP), bool(flags & IFF_LOWER_UP)
+        index, name.split(b"\0", 1)[0].decode(), bool(flags & IFF_UP), bool(flags & IFF_LOWER_UP)
     )
     return [netstate.LinkSeen(link)]
 
@@ -132,6 +135,8 @@ def _route_events(msg_type: int, nl_flags: int, raw: bytes) -> list[netstate.Net
 
 def _nexthop_route_events(msg_type: int, nl_flags: int, raw: bytes) -> list[netstate.NetEvent]:
     """Multipath routes and IPv4 routes via an IPv6 next hop: rare, so pyroute2 decodes."""
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg  # noqa: PLC0415 - see the module docstring
+
     msg: Any = rtmsg(raw)
     msg.decode()
     table = msg.get_attr("RTA_TABLE") or msg["table"]

@@ -1,0 +1,124 @@
+"""What netpathd has imported when it says READY=1, and for ``netpathd --help`` (issue 13).
+
+D-Bus activation makes the first caller wait for READY=1, and every module imported by then
+costs start-up time and resident memory for the daemon's whole life.  So modules that only a
+configured feature or a later call needs must stay out until then: the whole of pyroute2's
+socket machinery (``nlsocket`` pulls in multiprocessing, pickle and json) and its 20 link-kind
+plugins, the BPF loader and the BTF walk behind the TCP->MPTCP probe, cgroups, sock_diag, the
+dnsmasq and systemd-resolved back-ends, and systemd-python (libsystemd) for sd_notify.  The
+daemon runs as in production, in its own network namespace on a private bus, with a stand-in
+for ``sd_notify`` that writes ``sys.modules`` to a file just before it passes READY=1 on.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.bus import PrivateBus
+from tests.support.daemon import Daemon, daemon_argv, daemon_env
+from tests.support.netns import Netns
+
+pytestmark = pytest.mark.integration
+
+MODULES_AT_READY = """
+import gc, os, sys
+from netpathd import service_manager
+
+forward = service_manager.notify
+
+def notify(*assignments):
+    if "READY=1" in assignments:
+        with open(os.environ["MODULES_AT_READY"], "w") as listing:
+            listing.write("\\n".join(sorted(sys.modules)))
+            listing.write("\\ngc-enabled" if gc.isenabled() else "")
+    forward(*assignments)
+
+service_manager.notify = notify
+from netpathd.app import main
+raise SystemExit(main())
+"""
+
+NOT_BEFORE_READY = (
+    "pyroute2.netlink.nlsocket",
+    "pyroute2.netlink.rtnl.ifinfmsg",
+    "multiprocessing",
+    "pickle",
+    "json",
+    "netpathd.kernel.bpf_probe",
+    "netpathd.kernel.bpf_syscall",
+    "netpathd.kernel.btf",
+    "netpathd.kernel.mptcpify_link",
+    "netpathd.kernel.cgroups",
+    "ctypes",  # libffi too
+    "netpathd.kernel.mptcp_diag",
+    "netpathd.kernel.sockets_owner",
+    "netpathd.dns_backends.dnsmasq",
+    "netpathd.dns_backends.resolved",
+    "systemd.daemon",
+    "tempfile",  # with random; a start that writes nothing needs no temporary file
+    "difflib",  # "did you mean" of a refusal
+)
+
+NOT_FOR_HELP = ("asyncio", "dbus_fast", "pyroute2", "netpathd.dns_manager", "netpathd.kernel")
+
+
+@pytest.fixture
+def modules_at_ready(ns: Netns, bus: PrivateBus, tmp_path: Path) -> Iterator[set[str]]:
+    for sub in ("config", "state"):
+        (tmp_path / sub).mkdir()
+    argv = daemon_argv(ns, bus.address, tmp_path)
+    at = argv.index(sys.executable) + 1
+    argv[at : at + 2] = ["-c", MODULES_AT_READY]  # instead of "-m netpathd"
+    listing = tmp_path / "modules"
+    notify_path = tempfile.mktemp(prefix="netpathd-notify-", dir=tmp_path)  # noqa: S306
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    env = {**daemon_env(), "NOTIFY_SOCKET": notify_path, "MODULES_AT_READY": str(listing)}
+    process = subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    daemon = Daemon(process, tmp_path, notify)
+    try:
+        daemon.wait_notify("READY=1")
+        yield set(listing.read_text().split())
+    finally:
+        daemon.stop()
+        notify.close()
+
+
+def test_ready_without_the_modules_only_later_calls_need(modules_at_ready: set[str]) -> None:
+    assert "netpathd.app" in modules_at_ready  # the listing is the daemon's
+    loaded = [name for name in NOT_BEFORE_READY if name in modules_at_ready]
+    assert loaded == []
+
+
+def test_the_collector_runs_again_once_ready(modules_at_ready: set[str]) -> None:
+    """It is off while the daemon starts (app.main): a daemon left without it would leak."""
+    assert "gc-enabled" in modules_at_ready
+
+
+def test_help_imports_neither_the_bus_nor_the_kernel_adapters() -> None:
+    script = (
+        "import sys\nfrom netpathd.app import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(' '.join(sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**daemon_env(), "PYTHONPATH": os.pathsep.join(sys.path)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    modules = set(result.stdout.split())
+    assert "argparse" in modules
+    assert [name for name in NOT_FOR_HELP if name in modules] == []
