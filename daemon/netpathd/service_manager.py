@@ -1,18 +1,15 @@
 """The daemon's systemd face: sd_notify, the watchdog and journal logging.
 
-systemd-python is imported lazily, for the journal only, so that a daemon started
-outside systemd (tests, the sandbox) pays nothing for it.  ``sd_notify`` is the
-datagram of sd_notify(3) sent here: libsystemd (through systemd-python) cost every
-start under systemd 0.7 MiB for what the bare reference service does in three
-lines.  It is a no-op without ``NOTIFY_SOCKET``; the watchdog timer only exists when
-``WatchdogSec=`` asks for it, so an idle daemon has no periodic wake-ups at all.
+systemd-python is imported lazily so that a daemon started outside systemd
+(tests, the sandbox) pays nothing for it.  ``sd_notify`` is a no-op without
+``NOTIFY_SOCKET``; the watchdog timer only exists when ``WatchdogSec=`` asks
+for it, so an idle daemon has no periodic wake-ups at all.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import socket
 import sys
 
 log = logging.getLogger(__name__)
@@ -20,14 +17,12 @@ log = logging.getLogger(__name__)
 
 def notify(*assignments: str) -> None:
     """Send ``READY=1`` / ``STATUS=...`` style assignments to the service manager."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
+    if not os.environ.get("NOTIFY_SOCKET"):
         return
-    if address.startswith("@"):  # the abstract namespace, as sd_notify(3) reads it
-        address = "\0" + address[1:]
+    from systemd.daemon import notify as sd_notify  # noqa: PLC0415 - only under systemd
+
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            sock.sendto("\n".join(assignments).encode(), address)
+        sd_notify("\n".join(assignments))
     except OSError as error:
         log.warning("sd_notify(%s) failed: %s", ", ".join(assignments), error)
 

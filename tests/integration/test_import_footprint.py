@@ -5,9 +5,9 @@ costs start-up time and resident memory for the daemon's whole life.  So modules
 configured feature or a later call needs must stay out until then: the whole of pyroute2's
 socket machinery (``nlsocket`` pulls in multiprocessing, pickle and json) and its 20 link-kind
 plugins, the BPF loader and the BTF walk behind the TCP->MPTCP probe, cgroups, sock_diag, the
-dnsmasq and systemd-resolved back-ends, and systemd-python (libsystemd) for sd_notify.  The
-daemon runs as in production, in its own network namespace on a private bus, with a stand-in
-for ``sd_notify`` that writes ``sys.modules`` to a file just before it passes READY=1 on.
+dnsmasq and systemd-resolved back-ends.  The daemon runs as in production, in its own network
+namespace on a private bus, with a stand-in for ``sd_notify`` that writes ``sys.modules`` to a
+file just before it passes READY=1 on.
 """
 
 from __future__ import annotations
@@ -57,12 +57,11 @@ NOT_BEFORE_READY = (
     "netpathd.kernel.btf",
     "netpathd.kernel.mptcpify_link",
     "netpathd.kernel.cgroups",
-    "ctypes",  # libffi too
+    "ctypes",
     "netpathd.kernel.mptcp_diag",
     "netpathd.kernel.sockets_owner",
     "netpathd.dns_backends.dnsmasq",
     "netpathd.dns_backends.resolved",
-    "systemd.daemon",
     "tempfile",  # with random; a start that writes nothing needs no temporary file
     "difflib",  # "did you mean" of a refusal
 )
