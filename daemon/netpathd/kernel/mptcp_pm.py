@@ -212,6 +212,18 @@ class MptcpPm:
         which the kernel keeps unique (a duplicate is EEXIST); a caller that
         needs the table too gets that same read instead of a second dump.
         """
+        await self.add_without_readback(endpoint)
+        table = await self.list_endpoints()
+        for added in table:
+            if added.address == endpoint.address and added.port == endpoint.port:
+                return added.id, table
+        raise Failed(f"endpoint {endpoint.address} was accepted but is not in the kernel's table")
+
+    async def add_without_readback(self, endpoint: Endpoint) -> None:
+        """Add ``endpoint`` and return at the kernel's ack, which carries no id.
+
+        For callers that add several endpoints and read the table once after all.
+        """
         validate_endpoint(endpoint)
         ifindex = if_nametoindex(endpoint.interface) if endpoint.interface else endpoint.ifindex
         addr: list[tuple[str, Any]] = [*_address_attrs(endpoint)]
@@ -228,11 +240,6 @@ class MptcpPm:
             await self._request(MPTCP_PM_CMD_ADD_ADDR, [_addr_nla(addr)])
         except NetlinkError as error:
             raise _add_error(endpoint, error) from None
-        table = await self.list_endpoints()
-        for added in table:
-            if added.address == endpoint.address and added.port == endpoint.port:
-                return added.id, table
-        raise Failed(f"endpoint {endpoint.address} was accepted but is not in the kernel's table")
 
     async def remove_endpoint(self, endpoint_id: int) -> None:
         """Remove by id.
