@@ -34,6 +34,7 @@ from pyroute2.netlink.generic.mptcp import (
 
 from netpathd.errors import AlreadyExists, Failed, InvalidArgument, NotFound, NotSupported
 from netpathd.kernel.genl_transport import GenlTransport
+from netpathd.kernel.mptcp_pm_decode import endpoints_from_dump
 from netpathd.model.mptcp import (
     MAX_ENDPOINTS,
     Endpoint,
@@ -41,7 +42,6 @@ from netpathd.model.mptcp import (
     Limits,
     flags_from_word,
     flags_to_word,
-    parse_address,
     set_flags,
     validate_endpoint,
     validate_endpoint_id,
@@ -186,11 +186,16 @@ class MptcpPm:
             raise _failed("setting MPTCP limits", error) from None
 
     async def list_endpoints(self) -> list[Endpoint]:
+        """The kernel's table, in its order; decoded by ``mptcp_pm_decode`` (no pyroute2)."""
+        transport = self._open_transport()
+        request = _message(MPTCP_PM_CMD_GET_ADDR, [])
         try:
-            replies = await self._request(MPTCP_PM_CMD_GET_ADDR, [], dump=True)
+            answers = await asyncio.wait_for(
+                transport.request(request, self._family, dump=True), REQUEST_TIMEOUT
+            )
         except NetlinkError as error:
             raise _failed("reading MPTCP endpoints", error) from None
-        return [_endpoint_from_nla(reply.get_attr("MPTCP_PM_ATTR_ADDR")) for reply in replies]
+        return endpoints_from_dump(answers, MPTCP_PM_CMD_GET_ADDR, _if_indextoname)
 
     def interface_index(self, name: str) -> int:
         """The ifindex the kernel has for ``name`` now; 0 when no link has that name."""
@@ -306,19 +311,6 @@ def _address_attrs(endpoint: Endpoint) -> list[tuple[str, Any]]:
         ("MPTCP_PM_ADDR_ATTR_FAMILY", socket.AF_INET6),
         ("MPTCP_PM_ADDR_ATTR_ADDR6", str(endpoint.address)),
     ]
-
-
-def _endpoint_from_nla(addr: Any) -> Endpoint:
-    text = addr.get_attr("MPTCP_PM_ADDR_ATTR_ADDR4") or addr.get_attr("MPTCP_PM_ADDR_ATTR_ADDR6")
-    ifindex = int(addr.get_attr("MPTCP_PM_ADDR_ATTR_IF_IDX") or 0)
-    return Endpoint(
-        id=int(addr.get_attr("MPTCP_PM_ADDR_ATTR_ID") or 0),
-        address=parse_address(str(text)),
-        port=int(addr.get_attr("MPTCP_PM_ADDR_ATTR_PORT") or 0),
-        interface=_if_indextoname(ifindex),
-        ifindex=ifindex,
-        flags=flags_from_word(int(addr.get_attr("MPTCP_PM_ADDR_ATTR_FLAGS") or 0)),
-    )
 
 
 def _add_error(endpoint: Endpoint, error: NetlinkError) -> Exception:
