@@ -34,14 +34,13 @@ from pyroute2.netlink.generic.mptcp import (
 
 from netpathd.errors import AlreadyExists, Failed, InvalidArgument, NotFound, NotSupported
 from netpathd.kernel.genl_transport import GenlTransport
-from netpathd.kernel.mptcp_pm_decode import endpoints_from_dump
+from netpathd.kernel.mptcp_pm_wire import add_addr_body, endpoints_from_dump
 from netpathd.model.mptcp import (
     MAX_ENDPOINTS,
     Endpoint,
     EndpointFlag,
     Limits,
     flags_from_word,
-    flags_to_word,
     set_flags,
     validate_endpoint,
     validate_endpoint_id,
@@ -186,7 +185,7 @@ class MptcpPm:
             raise _failed("setting MPTCP limits", error) from None
 
     async def list_endpoints(self) -> list[Endpoint]:
-        """The kernel's table, in its order; decoded by ``mptcp_pm_decode`` (no pyroute2)."""
+        """The kernel's table, in its order; decoded by ``mptcp_pm_wire`` (no pyroute2)."""
         transport = self._open_transport()
         request = _message(MPTCP_PM_CMD_GET_ADDR, [])
         try:
@@ -231,18 +230,10 @@ class MptcpPm:
         """
         validate_endpoint(endpoint)
         ifindex = if_nametoindex(endpoint.interface) if endpoint.interface else endpoint.ifindex
-        addr: list[tuple[str, Any]] = [*_address_attrs(endpoint)]
-        addr.append(("MPTCP_PM_ADDR_ATTR_FLAGS", flags_to_word(endpoint.flags)))
-        if endpoint.id:
-            # Sending ID 0 would not mean "choose": an ID attribute, even 0,
-            # stops the kernel from allocating one (mptcp_pm_has_addr_attr_id).
-            addr.append(("MPTCP_PM_ADDR_ATTR_ID", endpoint.id))
-        if endpoint.port:
-            addr.append(("MPTCP_PM_ADDR_ATTR_PORT", endpoint.port))
-        if ifindex:
-            addr.append(("MPTCP_PM_ADDR_ATTR_IF_IDX", ifindex))
+        transport = self._open_transport()
+        body = add_addr_body(MPTCP_PM_CMD_ADD_ADDR, endpoint, ifindex)
         try:
-            await self._request(MPTCP_PM_CMD_ADD_ADDR, [_addr_nla(addr)])
+            await asyncio.wait_for(transport.request_body(body, self._family), REQUEST_TIMEOUT)
         except NetlinkError as error:
             raise _add_error(endpoint, error) from None
 
@@ -299,18 +290,6 @@ def _message(cmd: int, attrs: list[Any]) -> Any:
 
 def _addr_nla(attrs: list[tuple[str, Any]]) -> tuple[str, dict[str, Any], int]:
     return ("MPTCP_PM_ATTR_ADDR", {"attrs": attrs}, _NLA_F_NESTED)
-
-
-def _address_attrs(endpoint: Endpoint) -> list[tuple[str, Any]]:
-    if endpoint.address.version == 4:
-        return [
-            ("MPTCP_PM_ADDR_ATTR_FAMILY", socket.AF_INET),
-            ("MPTCP_PM_ADDR_ATTR_ADDR4", str(endpoint.address)),
-        ]
-    return [
-        ("MPTCP_PM_ADDR_ATTR_FAMILY", socket.AF_INET6),
-        ("MPTCP_PM_ADDR_ATTR_ADDR6", str(endpoint.address)),
-    ]
 
 
 def _add_error(endpoint: Endpoint, error: NetlinkError) -> Exception:

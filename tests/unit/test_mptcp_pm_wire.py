@@ -1,7 +1,8 @@
-"""The struct decoder of GET_ADDR dumps agrees with pyroute2's decoding of the same bytes."""
+"""The struct encoding of ADD_ADDR and decoding of GET_ADDR dumps agree with pyroute2's."""
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from typing import Any
 
@@ -9,8 +10,8 @@ import pytest
 from pyroute2.netlink.generic.mptcp import MPTCP_PM_CMD_ADD_ADDR, MPTCP_PM_CMD_GET_ADDR
 
 from netpathd.kernel.mptcp_pm import _NLA_F_NESTED, pm_msg
-from netpathd.kernel.mptcp_pm_decode import endpoints_from_dump
-from netpathd.model.mptcp import Endpoint, flags_from_word, parse_address
+from netpathd.kernel.mptcp_pm_wire import add_addr_body, endpoints_from_dump
+from netpathd.model.mptcp import Endpoint, EndpointFlag, flags_from_word, parse_address
 
 NAMES = {2: "eth1", 7: "wlan0"}
 
@@ -87,3 +88,43 @@ def test_a_dump_keeps_the_kernels_order_and_skips_other_commands_and_short_messa
         ("2001:db8::1", 3, 0, "wlan0"),
         ("203.0.113.9", 0, 0, ""),
     ]
+
+
+def pyroute2_add_addr(endpoint: Endpoint, ifindex: int) -> bytes:
+    """The genlmsghdr and attributes ``MptcpPm`` sent through pyroute2's encoder before."""
+    family = socket.AF_INET if endpoint.address.version == 4 else socket.AF_INET6
+    kind = "MPTCP_PM_ADDR_ATTR_ADDR4" if family == socket.AF_INET else "MPTCP_PM_ADDR_ATTR_ADDR6"
+    addr: list[tuple[str, Any]] = [
+        ("MPTCP_PM_ADDR_ATTR_FAMILY", family),
+        (kind, str(endpoint.address)),
+        ("MPTCP_PM_ADDR_ATTR_FLAGS", sum(flag.bit for flag in endpoint.flags)),
+    ]
+    if endpoint.id:
+        addr.append(("MPTCP_PM_ADDR_ATTR_ID", endpoint.id))
+    if endpoint.port:
+        addr.append(("MPTCP_PM_ADDR_ATTR_PORT", endpoint.port))
+    if ifindex:
+        addr.append(("MPTCP_PM_ADDR_ATTR_IF_IDX", ifindex))
+    return reply(MPTCP_PM_CMD_ADD_ADDR, *addr)[16:]  # without the nlmsghdr
+
+
+ADDS = [
+    (Endpoint(0, ipaddress.ip_address("192.0.2.1"), flags=frozenset({EndpointFlag.SUBFLOW})), 2),
+    (Endpoint(0, ipaddress.ip_address("2001:db8::7")), 0),
+    (
+        Endpoint(
+            200,
+            ipaddress.ip_address("198.51.100.9"),
+            port=10443,
+            flags=frozenset({EndpointFlag.SIGNAL, EndpointFlag.BACKUP}),
+        ),
+        7,
+    ),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "ifindex"), ADDS)
+def test_add_addr_is_encoded_as_pyroute2_encodes_it(endpoint: Endpoint, ifindex: int) -> None:
+    assert add_addr_body(MPTCP_PM_CMD_ADD_ADDR, endpoint, ifindex) == pyroute2_add_addr(
+        endpoint, ifindex
+    )
