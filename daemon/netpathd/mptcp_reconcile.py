@@ -33,7 +33,7 @@ from netpathd.kernel import sysctl
 from netpathd.model import mptcp_auto
 from netpathd.model.links import NetState
 from netpathd.model.mptcp import CHANGEABLE_FLAGS, Endpoint, EndpointFlag, Limits
-from netpathd.model.mptcp_auto_config import DISABLED, AutoPolicy, AutoRule
+from netpathd.model.mptcp_auto_config import DISABLED, AutoPolicy, AutoRule, LimitsMode
 from netpathd.model.mptcp_config import (
     EndpointKey,
     first_mixed_families_warning,
@@ -102,8 +102,8 @@ class MptcpReconciler:
                 log.error("cannot set net.mptcp.enabled: %s", error.message)
         self._waiting = {}
         await self._configured(None)
-        limits, _ = await self._automatic(limits)
-        await self._set_limits(current, limits)
+        held, _ = await self._automatic(limits)
+        await self._set_limits(current, held or limits)
         self._store.record_applied(spend_restore(self._store.applied, self._store.runtime))
 
     async def network(self) -> dict[str, object]:
@@ -115,13 +115,19 @@ class MptcpReconciler:
         appeared = {key for key, name in self._waiting.items() if state.link_by_name(name)}
         if appeared:
             wrote = await self._configured(appeared) or wrote
-        current = await self._pm.get_limits()
-        limits, automatic = await self._automatic(current)
+        # Only a policy whose limits follow needs them: under ``keep`` (the default) a
+        # new address costs a dump and an add, the least the kernel lets one decide on.
+        policy = self._store.admin.auto
+        follows = policy is not None and policy.limits is LimitsMode.FOLLOW
+        current = await self._pm.get_limits() if follows else None
+        limits, table = await self._automatic(current)
         changed: dict[str, object] = {}
-        if await self._set_limits(current, limits):
+        if current is not None and limits is not None and await self._set_limits(current, limits):
             changed.update(Subflows=limits.subflows, AddAddrAccepted=limits.add_addr_accepted)
-        if wrote or automatic:
-            changed["Endpoints"] = await self._pm.list_endpoints()
+        if table is None and wrote:
+            table = await self._pm.list_endpoints()
+        if table is not None:
+            changed["Endpoints"] = table
         return changed
 
     # -- the configured endpoints -------------------------------------------------------
@@ -236,17 +242,21 @@ class MptcpReconciler:
 
     # -- the automatic endpoints ---------------------------------------------------------
 
-    async def _automatic(self, limits: Limits) -> tuple[Limits, bool]:
+    async def _automatic(
+        self, limits: Limits | None
+    ) -> tuple[Limits | None, list[Endpoint] | None]:
         """Plan and apply the automatic endpoints.
 
+        ``limits`` are the kernel's, None when not read (nothing is planned for them).
         Returns the limits to hold afterwards (``limits`` raised when the policy
-        says ``follow``) and whether the endpoint table was written.
+        says ``follow``) and the endpoint table read after writing it, None when
+        it was not written.
         """
         state = self.state
         applied = self._store.applied
         policy = self._store.admin.auto
         if state is None or (policy is None and not (applied.auto_owned or applied.rp_loosened)):
-            return limits, False
+            return limits, None
         # An endpoint the configuration names is the configuration's: its flags
         # are restored from there, so the policy must stop claiming it.
         configured = {e.key for e in self._store.desired().endpoints}
@@ -256,7 +266,7 @@ class MptcpReconciler:
             enabled = sysctl.get_mptcp_enabled()
         except NetpathdError as error:
             log.error("cannot read net.mptcp.enabled: %s", error.message)
-            return limits, False
+            return limits, None
         plan = mptcp_auto.plan(
             policy or _RETIRED,
             state,
@@ -275,7 +285,11 @@ class MptcpReconciler:
         kept, dropped = await self._apply_endpoints(plan)
         loosened = self._apply_rp_filter(plan)
         self._store.own_automatic((plan.owned - dropped) | kept, loosened)
-        return plan.limits or limits, bool(plan.add or plan.remove or plan.change)
+        written = None
+        if plan.add or plan.remove or plan.change:
+            written = await self._pm.list_endpoints()
+            _log_added(plan.add, dropped, written)
+        return plan.limits or limits, written
 
     async def _apply_endpoints(
         self, plan: mptcp_auto.Plan
@@ -326,7 +340,8 @@ class MptcpReconciler:
         for endpoint in plan.add:
             key = (endpoint.address, endpoint.port)
             try:
-                new_id = await self._pm.add_endpoint(endpoint)
+                # the ids come from the one dump after every write (``_log_added``)
+                await self._pm.add_without_readback(endpoint)
             except NetpathdError as error:
                 dropped.add(key)
                 log.error(
@@ -336,15 +351,6 @@ class MptcpReconciler:
                     error.message,
                     extra={"IFINDEX": endpoint.ifindex},
                 )
-                continue
-            log.info(
-                "added automatic MPTCP endpoint %s (id %d, %s) on %s",
-                endpoint.address,
-                new_id,
-                _flag_text(endpoint.flags),
-                endpoint.interface,
-                extra={"ENDPOINT_ID": new_id, "IFINDEX": endpoint.ifindex},
-            )
         return frozenset(kept), frozenset(dropped - kept)
 
     def _apply_rp_filter(self, plan: mptcp_auto.Plan) -> frozenset[str]:
@@ -413,6 +419,26 @@ def _read_rp_filter(state: NetState, touched: Iterable[str]) -> dict[str, int]:
         except NetpathdError:
             continue
     return values
+
+
+def _log_added(
+    added: Iterable[Endpoint], failed: frozenset[EndpointKey], table: Iterable[Endpoint]
+) -> None:
+    """Log the adds the kernel accepted, with the ids it chose (its ack carries none)."""
+    ids = {(endpoint.address, endpoint.port): endpoint.id for endpoint in table}
+    for endpoint in added:
+        key = (endpoint.address, endpoint.port)
+        if key in failed:
+            continue
+        new_id = ids.get(key, 0)  # 0: removed by someone else right after the add
+        log.info(
+            "added automatic MPTCP endpoint %s (id %d, %s) on %s",
+            endpoint.address,
+            new_id,
+            _flag_text(endpoint.flags),
+            endpoint.interface,
+            extra={"ENDPOINT_ID": new_id, "IFINDEX": endpoint.ifindex},
+        )
 
 
 def _left(left: mptcp_auto.LeftOut) -> tuple[str, str, str]:

@@ -33,20 +33,31 @@ class FakePm:
         self.refuse_remove: set[int] = set()
         self.owned_at_add: list[frozenset[EndpointKey]] = []
         self.links = {"eth1": 2}
+        self.requests: list[str] = []  # the netlink requests the real adapter would send
 
     async def get_limits(self) -> Limits:
+        self.requests.append("GET_LIMITS")
         return self.limits
 
     def interface_index(self, name: str) -> int:
         return self.links.get(name, 0)
 
     async def set_limits(self, limits: Limits) -> None:
+        self.requests.append("SET_LIMITS")
         self.limits = limits
 
     async def list_endpoints(self) -> list[Endpoint]:
+        self.requests.append("GET_ADDR")
         return list(self.table)
 
     async def add_endpoint(self, endpoint: Endpoint) -> int:
+        """Like the adapter's: the kernel's ack carries no id, so the table is read back."""
+        await self.add_without_readback(endpoint)
+        await self.list_endpoints()
+        return self.table[-1].id
+
+    async def add_without_readback(self, endpoint: Endpoint) -> None:
+        self.requests.append("ADD_ADDR")
         self.owned_at_add.append(self.store.applied.auto_owned)
         if str(endpoint.address) in self.refuse_add:
             raise Failed("refused")
@@ -65,9 +76,9 @@ class FakePm:
                 flags=endpoint.flags,
             )
         )
-        return new_id
 
     async def remove_endpoint(self, endpoint_id: int) -> None:
+        self.requests.append("DEL_ADDR")
         if endpoint_id in self.refuse_remove:
             raise Failed("refused")
         self.table = [e for e in self.table if e.id != endpoint_id]
@@ -199,6 +210,48 @@ async def test_a_bound_endpoint_waits_for_its_interface(tmp_path: Path, rp: dict
     changed = await reconciler.network()
     assert [str(e.address) for e in changed["Endpoints"]] == ["203.0.113.9"]  # type: ignore[attr-defined]
     assert not reconciler.wants_network(appeared)  # done: no more rounds for it
+
+
+async def test_a_new_address_costs_one_dump_one_add_and_one_dump(
+    tmp_path: Path, rp: dict[str, int]
+) -> None:
+    """The round between an address and its endpoint asks the kernel only what it decides on.
+
+    Under ``limits = keep`` (the default) the limits are not read; the adds are
+    not each read back for their id: one dump after the writes gives the ids
+    and the ``Endpoints`` value.
+    """
+    _store, pm, reconciler = setup(tmp_path, "[auto]\n")
+    reconciler.state = state("192.0.2.1", "198.51.100.1", "203.0.113.1")
+    changed = await reconciler.network()
+    assert pm.requests == ["GET_ADDR", "ADD_ADDR", "ADD_ADDR", "ADD_ADDR", "GET_ADDR"]
+    assert [str(e.address) for e in changed["Endpoints"]] == [  # type: ignore[attr-defined]
+        "192.0.2.1",
+        "198.51.100.1",
+        "203.0.113.1",
+    ]
+    pm.requests.clear()
+    assert await reconciler.network() == {}
+    assert pm.requests == ["GET_ADDR"]
+
+
+async def test_limits_that_follow_are_read_once_and_set_after_the_adds(
+    tmp_path: Path, rp: dict[str, int]
+) -> None:
+    _store, pm, reconciler = setup(tmp_path, "[auto]\nlimits = follow\n")
+    pm.limits = Limits(0, 0)
+    reconciler.state = state("192.0.2.1", "198.51.100.1")
+    changed = await reconciler.network()
+    assert pm.requests == [
+        "GET_LIMITS",
+        "GET_ADDR",
+        "ADD_ADDR",
+        "ADD_ADDR",
+        "GET_ADDR",
+        "SET_LIMITS",
+    ]
+    assert pm.limits == Limits(2, 2)
+    assert changed["Subflows"] == 2
 
 
 def test_the_record_and_the_admin_file_keep_their_own_sections() -> None:

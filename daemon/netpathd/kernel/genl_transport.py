@@ -138,13 +138,24 @@ class GenlTransport:
         Every request that is not a dump asks for an ack, so its end is always known.
         """
         flags = NLM_F_REQUEST | (_NLM_F_DUMP if dump else NLM_F_ACK)
-        loop = asyncio.get_running_loop()
         async with self._lock:
             sequence = next(self._sequence)
-            self._sock.send(_encode(msg, family, flags, sequence))
-            replies: list[bytes] = []
-            while not _collect(await loop.sock_recv(self._sock, _RECEIVE_SIZE), sequence, replies):
-                pass
+            return await self._exchange(_encode(msg, family, flags, sequence), sequence)
+
+    async def request_body(self, body: bytes, family: int) -> None:
+        """An acked ``request`` whose genlmsghdr and attributes are already encoded."""
+        async with self._lock:
+            sequence = next(self._sequence)
+            flags = NLM_F_REQUEST | NLM_F_ACK
+            header = _HEADER.pack(_HEADER.size + len(body), family, flags, sequence, 0)
+            await self._exchange(header + body, sequence)
+
+    async def _exchange(self, request: bytes, sequence: int) -> list[bytes]:
+        loop = asyncio.get_running_loop()
+        self._sock.send(request)
+        replies: list[bytes] = []
+        while not _collect(await loop.sock_recv(self._sock, _RECEIVE_SIZE), sequence, replies):
+            pass
         return replies
 
     async def request_off_loop(self, msg: Any, family: int, reply_within: float) -> None:

@@ -27,14 +27,13 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from netpathd.errors import AlreadyExists, Failed, InvalidArgument, NotFound, NotSupported
 from netpathd.kernel.genl_transport import GenlTransport
+from netpathd.kernel.mptcp_pm_wire import add_addr_body, endpoints_from_dump
 from netpathd.model.mptcp import (
     MAX_ENDPOINTS,
     Endpoint,
     EndpointFlag,
     Limits,
     flags_from_word,
-    flags_to_word,
-    parse_address,
     set_flags,
     validate_endpoint,
     validate_endpoint_id,
@@ -193,11 +192,16 @@ class MptcpPm:
             raise _failed("setting MPTCP limits", error) from None
 
     async def list_endpoints(self) -> list[Endpoint]:
+        """The kernel's table, in its order; decoded by ``mptcp_pm_wire`` (no pyroute2)."""
+        transport = self._open_transport()
+        request = _message(MPTCP_PM_CMD_GET_ADDR, [])
         try:
-            replies = await self._request(MPTCP_PM_CMD_GET_ADDR, [], dump=True)
+            answers = await asyncio.wait_for(
+                transport.request(request, self._family, dump=True), REQUEST_TIMEOUT
+            )
         except NetlinkError as error:
             raise _failed("reading MPTCP endpoints", error) from None
-        return [_endpoint_from_nla(reply.get_attr("MPTCP_PM_ATTR_ADDR")) for reply in replies]
+        return endpoints_from_dump(answers, MPTCP_PM_CMD_GET_ADDR, _if_indextoname)
 
     def interface_index(self, name: str) -> int:
         """The ifindex the kernel has for ``name`` now; 0 when no link has that name."""
@@ -219,27 +223,26 @@ class MptcpPm:
         which the kernel keeps unique (a duplicate is EEXIST); a caller that
         needs the table too gets that same read instead of a second dump.
         """
-        validate_endpoint(endpoint)
-        ifindex = if_nametoindex(endpoint.interface) if endpoint.interface else endpoint.ifindex
-        addr: list[tuple[str, Any]] = [*_address_attrs(endpoint)]
-        addr.append(("MPTCP_PM_ADDR_ATTR_FLAGS", flags_to_word(endpoint.flags)))
-        if endpoint.id:
-            # Sending ID 0 would not mean "choose": an ID attribute, even 0,
-            # stops the kernel from allocating one (mptcp_pm_has_addr_attr_id).
-            addr.append(("MPTCP_PM_ADDR_ATTR_ID", endpoint.id))
-        if endpoint.port:
-            addr.append(("MPTCP_PM_ADDR_ATTR_PORT", endpoint.port))
-        if ifindex:
-            addr.append(("MPTCP_PM_ADDR_ATTR_IF_IDX", ifindex))
-        try:
-            await self._request(MPTCP_PM_CMD_ADD_ADDR, [_addr_nla(addr)])
-        except NetlinkError as error:
-            raise _add_error(endpoint, error) from None
+        await self.add_without_readback(endpoint)
         table = await self.list_endpoints()
         for added in table:
             if added.address == endpoint.address and added.port == endpoint.port:
                 return added.id, table
         raise Failed(f"endpoint {endpoint.address} was accepted but is not in the kernel's table")
+
+    async def add_without_readback(self, endpoint: Endpoint) -> None:
+        """Add ``endpoint`` and return at the kernel's ack, which carries no id.
+
+        For callers that add several endpoints and read the table once after all.
+        """
+        validate_endpoint(endpoint)
+        ifindex = if_nametoindex(endpoint.interface) if endpoint.interface else endpoint.ifindex
+        transport = self._open_transport()
+        body = add_addr_body(MPTCP_PM_CMD_ADD_ADDR, endpoint, ifindex)
+        try:
+            await asyncio.wait_for(transport.request_body(body, self._family), REQUEST_TIMEOUT)
+        except NetlinkError as error:
+            raise _add_error(endpoint, error) from None
 
     async def remove_endpoint(self, endpoint_id: int) -> None:
         """Remove by id.
@@ -294,31 +297,6 @@ def _message(cmd: int, attrs: list[Any]) -> Any:
 
 def _addr_nla(attrs: list[tuple[str, Any]]) -> tuple[str, dict[str, Any], int]:
     return ("MPTCP_PM_ATTR_ADDR", {"attrs": attrs}, _NLA_F_NESTED)
-
-
-def _address_attrs(endpoint: Endpoint) -> list[tuple[str, Any]]:
-    if endpoint.address.version == 4:
-        return [
-            ("MPTCP_PM_ADDR_ATTR_FAMILY", socket.AF_INET),
-            ("MPTCP_PM_ADDR_ATTR_ADDR4", str(endpoint.address)),
-        ]
-    return [
-        ("MPTCP_PM_ADDR_ATTR_FAMILY", socket.AF_INET6),
-        ("MPTCP_PM_ADDR_ATTR_ADDR6", str(endpoint.address)),
-    ]
-
-
-def _endpoint_from_nla(addr: Any) -> Endpoint:
-    text = addr.get_attr("MPTCP_PM_ADDR_ATTR_ADDR4") or addr.get_attr("MPTCP_PM_ADDR_ATTR_ADDR6")
-    ifindex = int(addr.get_attr("MPTCP_PM_ADDR_ATTR_IF_IDX") or 0)
-    return Endpoint(
-        id=int(addr.get_attr("MPTCP_PM_ADDR_ATTR_ID") or 0),
-        address=parse_address(str(text)),
-        port=int(addr.get_attr("MPTCP_PM_ADDR_ATTR_PORT") or 0),
-        interface=_if_indextoname(ifindex),
-        ifindex=ifindex,
-        flags=flags_from_word(int(addr.get_attr("MPTCP_PM_ADDR_ATTR_FLAGS") or 0)),
-    )
 
 
 def _add_error(endpoint: Endpoint, error: NetlinkError) -> Exception:
