@@ -76,8 +76,8 @@ def _key_text(key: EndpointKey) -> str:
 
 
 class MptcpManager:
-    def __init__(self, config_dir: Path, state_dir: Path) -> None:
-        self._store = MptcpStore(config_dir, state_dir)
+    def __init__(self, config_dir: Path, state_dir: Path, runtime_dir: Path) -> None:
+        self._store = MptcpStore(config_dir, state_dir, runtime_dir)
         self._pm = MptcpPm()
         self._unavailable: NetpathdError | None = Failed("MPTCP manager is not started")
         self._events: MptcpEvents | None = None
