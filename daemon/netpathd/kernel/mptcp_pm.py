@@ -17,15 +17,13 @@ import asyncio
 import dataclasses
 import errno
 import socket
+from collections.abc import Sequence
 from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.generic.mptcp import (
     MPTCP_GENL_NAME,
-    MPTCP_PM_CMD_ADD_ADDR,
-    MPTCP_PM_CMD_DEL_ADDR,
     MPTCP_PM_CMD_FLUSH_ADDRS,
-    MPTCP_PM_CMD_GET_ADDR,
     MPTCP_PM_CMD_GET_LIMITS,
     MPTCP_PM_CMD_SET_FLAGS,
     MPTCP_PM_CMD_SET_LIMITS,
@@ -33,6 +31,7 @@ from pyroute2.netlink.generic.mptcp import (
 )
 
 from netpathd.errors import AlreadyExists, Failed, InvalidArgument, NotFound, NotSupported
+from netpathd.kernel import mptcp_codec
 from netpathd.kernel.genl_transport import GenlTransport
 from netpathd.model.mptcp import (
     MAX_ENDPOINTS,
@@ -40,8 +39,6 @@ from netpathd.model.mptcp import (
     EndpointFlag,
     Limits,
     flags_from_word,
-    flags_to_word,
-    parse_address,
     set_flags,
     validate_endpoint,
     validate_endpoint_id,
@@ -157,6 +154,12 @@ class MptcpPm:
                 replies.append(reply)
         return replies
 
+    async def _request_body(self, body: bytes, *, dump: bool = False) -> list[bytes]:
+        """A message packed by ``mptcp_codec``; the raw answers."""
+        transport = self._open_transport()
+        async with asyncio.timeout(REQUEST_TIMEOUT):  # no task of its own, unlike wait_for
+            return await transport.request_body(body, self._family, dump=dump)
+
     async def _request_off_loop(self, cmd: int, attrs: list[Any]) -> None:
         """For the commands whose kernel handler sleeps (``netpathd.kernel.genl_transport``)."""
         transport = self._open_transport()
@@ -187,10 +190,10 @@ class MptcpPm:
 
     async def list_endpoints(self) -> list[Endpoint]:
         try:
-            replies = await self._request(MPTCP_PM_CMD_GET_ADDR, [], dump=True)
+            replies = await self._request_body(mptcp_codec.get_addr_dump(), dump=True)
         except NetlinkError as error:
             raise _failed("reading MPTCP endpoints", error) from None
-        return [_endpoint_from_nla(reply.get_attr("MPTCP_PM_ATTR_ADDR")) for reply in replies]
+        return mptcp_codec.endpoints(replies, _if_indextoname)
 
     def interface_index(self, name: str) -> int:
         """The ifindex the kernel has for ``name`` now; 0 when no link has that name."""
@@ -204,30 +207,34 @@ class MptcpPm:
         new_id, _ = await self.add_endpoint_and_list(endpoint)
         return new_id
 
-    async def add_endpoint_and_list(self, endpoint: Endpoint) -> tuple[int, list[Endpoint]]:
-        """Add ``endpoint``; returns its id and the table read right after.
+    async def add_endpoint_and_list(
+        self, endpoint: Endpoint, before: Sequence[Endpoint] | None = None
+    ) -> tuple[int, list[Endpoint]]:
+        """Add ``endpoint``; returns its id and the table right after.
 
         ``mptcp_pm_nl_add_addr_doit`` (net/mptcp/pm_kernel.c) acks with 0 and
         no id, so the new entry is read back and found by address and port,
         which the kernel keeps unique (a duplicate is EEXIST); a caller that
         needs the table too gets that same read instead of a second dump.
+
+        ``before``, the table the caller read just before under its own lock,
+        spares that read when the id is given and no ``implicit`` entry has the
+        address (which the kernel would replace, maybe keeping its id): the add
+        then changes only its own entry, and the kernel dumps in id order
+        (``mptcp_pm_nl_dump_addr`` walks ``id_bitmap``).
         """
         validate_endpoint(endpoint)
         ifindex = if_nametoindex(endpoint.interface) if endpoint.interface else endpoint.ifindex
-        addr: list[tuple[str, Any]] = [*_address_attrs(endpoint)]
-        addr.append(("MPTCP_PM_ADDR_ATTR_FLAGS", flags_to_word(endpoint.flags)))
-        if endpoint.id:
-            # Sending ID 0 would not mean "choose": an ID attribute, even 0,
-            # stops the kernel from allocating one (mptcp_pm_has_addr_attr_id).
-            addr.append(("MPTCP_PM_ADDR_ATTR_ID", endpoint.id))
-        if endpoint.port:
-            addr.append(("MPTCP_PM_ADDR_ATTR_PORT", endpoint.port))
-        if ifindex:
-            addr.append(("MPTCP_PM_ADDR_ATTR_IF_IDX", ifindex))
         try:
-            await self._request(MPTCP_PM_CMD_ADD_ADDR, [_addr_nla(addr)])
+            await self._request_body(mptcp_codec.add_addr(endpoint, ifindex))
         except NetlinkError as error:
             raise _add_error(endpoint, error) from None
+        key = (endpoint.address, endpoint.port)
+        if before is not None and endpoint.id and all((e.address, e.port) != key for e in before):
+            added = dataclasses.replace(
+                endpoint, interface=_if_indextoname(ifindex), ifindex=ifindex
+            )
+            return endpoint.id, sorted([*before, added], key=lambda e: e.id)
         table = await self.list_endpoints()
         for added in table:
             if added.address == endpoint.address and added.port == endpoint.port:
@@ -240,9 +247,10 @@ class MptcpPm:
         Id 0 is refused: to the kernel it means "the initial subflow's address".
         """
         validate_endpoint_id(endpoint_id, allow_zero=False)
+        transport = self._open_transport()
         try:
-            await self._request_off_loop(
-                MPTCP_PM_CMD_DEL_ADDR, [_addr_nla([("MPTCP_PM_ADDR_ATTR_ID", endpoint_id)])]
+            await transport.request_body_off_loop(
+                mptcp_codec.del_addr(endpoint_id), self._family, REQUEST_TIMEOUT
             )
         except NetlinkError as error:
             raise _by_id_error("removing", endpoint_id, error) from None
@@ -287,31 +295,6 @@ def _message(cmd: int, attrs: list[Any]) -> Any:
 
 def _addr_nla(attrs: list[tuple[str, Any]]) -> tuple[str, dict[str, Any], int]:
     return ("MPTCP_PM_ATTR_ADDR", {"attrs": attrs}, _NLA_F_NESTED)
-
-
-def _address_attrs(endpoint: Endpoint) -> list[tuple[str, Any]]:
-    if endpoint.address.version == 4:
-        return [
-            ("MPTCP_PM_ADDR_ATTR_FAMILY", socket.AF_INET),
-            ("MPTCP_PM_ADDR_ATTR_ADDR4", str(endpoint.address)),
-        ]
-    return [
-        ("MPTCP_PM_ADDR_ATTR_FAMILY", socket.AF_INET6),
-        ("MPTCP_PM_ADDR_ATTR_ADDR6", str(endpoint.address)),
-    ]
-
-
-def _endpoint_from_nla(addr: Any) -> Endpoint:
-    text = addr.get_attr("MPTCP_PM_ADDR_ATTR_ADDR4") or addr.get_attr("MPTCP_PM_ADDR_ATTR_ADDR6")
-    ifindex = int(addr.get_attr("MPTCP_PM_ADDR_ATTR_IF_IDX") or 0)
-    return Endpoint(
-        id=int(addr.get_attr("MPTCP_PM_ADDR_ATTR_ID") or 0),
-        address=parse_address(str(text)),
-        port=int(addr.get_attr("MPTCP_PM_ADDR_ATTR_PORT") or 0),
-        interface=_if_indextoname(ifindex),
-        ifindex=ifindex,
-        flags=flags_from_word(int(addr.get_attr("MPTCP_PM_ADDR_ATTR_FLAGS") or 0)),
-    )
 
 
 def _add_error(endpoint: Endpoint, error: NetlinkError) -> Exception:
