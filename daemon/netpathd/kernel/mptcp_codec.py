@@ -1,9 +1,9 @@
 """The endpoint messages of the "mptcp_pm" family, packed and unpacked with ``struct``.
 
 pyroute2's nla classes take about 60 µs to encode an ADD_ADDR and as long again to
-decode each endpoint of a GET_ADDR dump (measured here), where the kernel needs
-30 µs for the whole add: most of an ``AddEndpoint``.  These are the messages of
-every endpoint call, so they are laid out here from the kernel's uapi
+decode each endpoint of a GET_ADDR dump (measured here), where the kernel answers the
+whole add in about 25 µs (``bench/bench_mptcp_bus.py``): most of an ``AddEndpoint``.
+These are the messages of every endpoint call, so they are laid out here from the uapi
 (``include/uapi/linux/mptcp_pm.h``, ``struct genlmsghdr``, ``struct nlattr``);
 pyroute2 keeps the rare ones (limits, flags, flush, events).  The unit tests
 check every layout byte for byte against pyroute2's ``pm_msg``.
