@@ -1,6 +1,10 @@
 """What one endpoint change costs through netpathd's D-Bus API, against running ``ip``.
 
-Run as root, on demand (not a test): ``python bench/bench_mptcp_bus.py [--rounds N]``.
+Run as root, on demand (not a test):
+``python bench/bench_mptcp_bus.py [--rounds N] [--state-dir DIR]``.  ``--state-dir``
+picks the file system the persisted changes are fsync()ed on (default: under
+``$TMPDIR``; ``/dev/shm`` for tmpfs); the runtime directory is always on tmpfs
+(``/dev/shm``), as ``/run/netpathd`` is on a host.
 
 In one throw-away namespace with netpathd on a private bus, each round adds an
 endpoint and removes it again, measured three ways in the same run:
@@ -10,10 +14,15 @@ endpoint and removes it again, measured three ways in the same run:
   the kernel change (write-ahead), for the remove the other way round;
   PropertiesChanged emitted;
 * ``AddEndpointRuntime`` + ``RemoveEndpoint``: the same with the applied record
-  (atomic, no fsync) instead of the persisted file;
+  (atomic, no fsync, on tmpfs) instead of the persisted file;
 * ``ip -n NS mptcp endpoint add`` / ``delete`` as processes: what a script or an
   admin following the guide runs, and the reference of the ratio;
-* the same netlink requests from a process inside the namespace: the kernel floor.
+* the same netlink requests, encoded once and sent on a plain socket from a process
+  inside the namespace: the kernel floor.
+
+The fsync floor of the state directory is measured in the same run: one durable
+atomic replace of a file of the state file's size there (write, fsync, rename,
+fsync of the directory), which every persisted change costs before its reply.
 
 Read the floor before the ratio: DEL_ADDR waits for an RCU grace period
 (``synchronize_rcu()`` in ``mptcp_pm_nl_del_addr_doit``, net/mptcp/pm_kernel.c),
@@ -34,12 +43,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "daemon")]
@@ -79,7 +91,10 @@ Samples = tuple[list[float], list[float]]  # seconds per add, seconds per remove
 Op = Callable[[], Awaitable[object]]
 
 
-async def time_rounds(rounds: int, add: Op, remove: Op) -> Samples:
+async def time_rounds(
+    rounds: int, add: Op, remove: Op, between: Callable[[], None] = lambda: None
+) -> Samples:
+    """Seconds per add and per remove; ``between`` runs untimed after every round."""
     await add()  # warm-up: imports, caches, first netlink family lookup
     await remove()
     adds, removes = [], []
@@ -90,10 +105,13 @@ async def time_rounds(rounds: int, add: Op, remove: Op) -> Samples:
         await remove()
         adds.append(added - started)
         removes.append(time.perf_counter() - added)
+        between()
     return adds, removes
 
 
-async def bus_rounds(address: str, rounds: int, add_member: str) -> Samples:
+async def bus_rounds(
+    address: str, rounds: int, add_member: str, between: Callable[[], None] = lambda: None
+) -> Samples:
     bus = await MessageBus(bus_address=address).connect()
     body: list[object] = [ADDRESS, ["subflow"], "", 0, ENDPOINT_ID]
     try:
@@ -101,6 +119,7 @@ async def bus_rounds(address: str, rounds: int, add_member: str) -> Samples:
             rounds,
             lambda: call(bus, add_member, "sassqu", body),
             lambda: call(bus, "RemoveEndpoint", "u", [ENDPOINT_ID]),
+            between,
         )
     finally:
         bus.disconnect()
@@ -121,31 +140,43 @@ async def ip_rounds(ns: Netns, rounds: int) -> Samples:
 
 
 KERNEL_FLOOR = """
-import asyncio, json, sys, time
+import asyncio, json, socket, sys, time
 sys.path.insert(0, sys.argv[1])
-from netpathd.kernel.mptcp_pm import MptcpPm
+from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST
+from netpathd.kernel import mptcp_codec, mptcp_pm
+from netpathd.kernel.genl_transport import _frame
 from netpathd.model.mptcp import Endpoint, EndpointFlag, parse_address
 
-async def main(rounds):
-    endpoint = Endpoint(int(sys.argv[3]), parse_address(sys.argv[4]),
-                        flags=frozenset({EndpointFlag.SUBFLOW}))
+async def family():
+    async with mptcp_pm.MptcpPm() as pm:
+        return pm._family
+
+def main(rounds, endpoint_id, address):
+    family_id, flags = asyncio.run(family()), NLM_F_REQUEST | NLM_F_ACK
+    subflow = frozenset({EndpointFlag.SUBFLOW})
+    endpoint = Endpoint(endpoint_id, parse_address(address), flags=subflow)
+    add = _frame(mptcp_codec.add_addr(endpoint, 0), family_id, flags, 1)
+    delete = _frame(mptcp_codec.del_addr(endpoint_id), family_id, flags, 2)
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 16)
+    sock.bind((0, 0))
     adds, removes = [], []
-    async with MptcpPm() as pm:
-        for _ in range(rounds + 1):
-            started = time.perf_counter()
-            await pm.add_endpoint(endpoint)
-            added = time.perf_counter()
-            await pm.remove_endpoint(endpoint.id)
-            adds.append(added - started)
-            removes.append(time.perf_counter() - added)
+    for _ in range(rounds + 1):
+        started = time.perf_counter()
+        sock.send(add)
+        assert sock.recv(65536)[16:20] == bytes(4)  # the ack's error code: 0
+        added = time.perf_counter()
+        sock.send(delete)
+        assert sock.recv(65536)[16:20] == bytes(4)
+        adds.append(added - started)
+        removes.append(time.perf_counter() - added)
     print(json.dumps([adds[1:], removes[1:]]))
 
-asyncio.run(main(int(sys.argv[2])))
+main(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
 """
 
 
 def kernel_rounds(ns: Netns, rounds: int) -> Samples:
-    """The same netlink requests from a process in the namespace: what no interface can beat."""
+    """The bare netlink requests from a process in the namespace: what no interface can beat."""
     done = ns.exec(
         sys.executable, "-c", KERNEL_FLOOR, str(ROOT / "daemon"), str(rounds),
         str(ENDPOINT_ID), ADDRESS,
@@ -231,16 +262,78 @@ def us(samples: list[float]) -> float:
     return statistics.median(samples) * 1e6
 
 
-async def measure(ns: Netns, address: str, rounds: int) -> None:
+class FsyncFloor:
+    """What ``write_atomic`` must do for every persisted change, timed in the state dir.
+
+    One sample per round of the persisted D-Bus calls, between them, so that both see
+    the same disk: a temporary file the size of the state file, fsync()ed, renamed
+    over a target, and the directory fsync()ed.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.replaces: list[float] = []  # seconds per durable atomic replace
+        self.fsyncs: list[float] = []  # seconds per fsync of the file alone
+
+    def sample(self) -> None:
+        data = (self.state_dir / "mptcp.conf").read_bytes()
+        target = self.state_dir / "fsync-floor.conf"
+        temporary = self.state_dir / ".fsync-floor.conf.tmp"
+        directory = os.open(self.state_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            started = time.perf_counter()
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.write(fd, data)
+            synced = time.perf_counter()
+            os.fsync(fd)
+            self.fsyncs.append(time.perf_counter() - synced)
+            os.close(fd)
+            os.replace(temporary, target)
+            os.fsync(directory)
+            self.replaces.append(time.perf_counter() - started)
+        finally:
+            os.close(directory)
+            target.unlink(missing_ok=True)
+
+
+def file_system(path: Path) -> str:
+    """The type of the file system holding ``path`` (ext4, tmpfs), from /proc/self/mounts."""
+    resolved = str(path.resolve())
+    mounts = [line.split()[1:3] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    holding = [
+        (mount_point, kind)
+        for mount_point, kind in mounts
+        if resolved == mount_point or resolved.startswith(mount_point.rstrip("/") + "/")
+    ]
+    return max(holding, key=lambda mount: len(mount[0]))[1]
+
+
+def drain(stream: IO[str]) -> None:
+    """Read the daemon's log as it comes: a full stderr pipe would stop the daemon
+    (about 1,000 of its INFO lines fill one, so ``--rounds 400`` used to hang)."""
+    for _ in stream:
+        pass
+
+
+async def measure(ns: Netns, address: str, rounds: int, state_dir: Path) -> None:
+    floor = FsyncFloor(state_dir)
     results = {
-        "D-Bus AddEndpoint / RemoveEndpoint": await bus_rounds(address, rounds, "AddEndpoint"),
+        "D-Bus AddEndpoint / RemoveEndpoint": await bus_rounds(
+            address, rounds, "AddEndpoint", floor.sample
+        ),
         "D-Bus AddEndpointRuntime / RemoveEndpoint": await bus_rounds(
             address, rounds, "AddEndpointRuntime"
         ),
         "ip mptcp endpoint add / delete": await ip_rounds(ns, rounds),
-        "kernel floor (netlink in-process)": kernel_rounds(ns, rounds),
+        "kernel floor (bare genetlink request)": kernel_rounds(ns, rounds),
     }
+    replaces, fsyncs = floor.replaces, floor.fsyncs
     print(f"{rounds} rounds, one namespace, one run; medians in µs per operation")
+    print(
+        f"state dir {state_dir} ({file_system(state_dir)}): durable atomic replace "
+        f"{us(replaces):.0f} µs (of which the file's fsync {us(fsyncs):.0f} µs): the fsync floor "
+        "of a persisted change"
+    )
     print(f"{'':<44}{'add':>9}{'delete':>9}{'round':>9}")
     for name, (adds, removes) in results.items():
         rounds_us = [a + r for a, r in zip(adds, removes, strict=True)]
@@ -257,26 +350,39 @@ async def measure(ns: Netns, address: str, rounds: int) -> None:
         f"{max(during) * 1e6:.0f} µs; idle daemon ({len(idle)} calls): median {us(idle):.0f} µs, "
         f"p99 {percentile(idle, 0.99) * 1e6:.0f} µs (target: p99 ≤ 2000 µs)"
     )
-    floor_add, floor_remove = (us(s) for s in results["kernel floor (netlink in-process)"])
+    floor_add = us(results["kernel floor (bare genetlink request)"][0])
     ip_add, ip_remove = (us(s) for s in results["ip mptcp endpoint add / delete"])
+    # No "above the floor" for deletes: the kernel's RCU wait is nearly all of every one.
     for name in ("D-Bus AddEndpoint / RemoveEndpoint", "D-Bus AddEndpointRuntime / RemoveEndpoint"):
         bus_add, bus_remove = (us(s) for s in results[name])
         print(
             f"{name}: ip/D-Bus add {ip_add / bus_add:.1f}x, delete {ip_remove / bus_remove:.1f}x; "
-            f"cost above the kernel floor: ip/D-Bus add "
-            f"{(ip_add - floor_add) / max(bus_add - floor_add, 1):.1f}x, delete "
-            f"{(ip_remove - floor_remove) / max(bus_remove - floor_remove, 1):.1f}x"
+            f"add above the kernel floor: ip/D-Bus "
+            f"{(ip_add - floor_add) / (bus_add - floor_add):.1f}x"
         )
+    persisted = us(results["D-Bus AddEndpoint / RemoveEndpoint"][0])
+    print(
+        f"AddEndpoint {persisted:.0f} µs = fsync floor {us(replaces):.0f} µs + netpathd's own "
+        f"{persisted - us(replaces):.0f} µs"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        help="where the daemon's state directory is made (default: under $TMPDIR)",
+    )
     args = parser.parse_args()
     with netns("bench") as ns, private_bus() as bus:
-        workdir = Path(tempfile.mkdtemp(prefix="netpathd-bench-"))
-        with running_daemon(ns, bus, workdir):
-            asyncio.run(measure(ns, bus.address, args.rounds))
+        workdir = Path(tempfile.mkdtemp(prefix="netpathd-bench-", dir=args.state_dir))
+        runtime_dir = Path(tempfile.mkdtemp(prefix="netpathd-bench-run-", dir="/dev/shm"))
+        with running_daemon(ns, bus, workdir, f"--runtime-dir={runtime_dir}") as daemon:
+            assert daemon.process.stderr is not None
+            threading.Thread(target=drain, args=(daemon.process.stderr,), daemon=True).start()
+            asyncio.run(measure(ns, bus.address, args.rounds, daemon.state_dir))
 
 
 if __name__ == "__main__":

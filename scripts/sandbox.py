@@ -168,6 +168,7 @@ def netpathd(
                 f"--bus-address={address}",
                 f"--config-dir={workdir / 'config'}",
                 f"--state-dir={workdir / 'state'}",
+                f"--runtime-dir={workdir / 'run'}",
                 f"--resolv-conf={workdir / 'resolv.conf'}",
                 f"--systemd-dir={workdir / 'systemd'}",
                 f"--log-level={level}",

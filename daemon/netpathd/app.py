@@ -50,6 +50,7 @@ class Options:
     log_level: str | None
     systemd_dir: Path = Path("/etc/systemd/system")  # where EnableApp writes unit drop-ins
     bpf_pin: Path | None = None  # where the TCP->MPTCP program is pinned to outlive us
+    runtime_dir: Path = Path("/run/netpathd")  # what describes the kernel; gone at reboot
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config-dir", type=Path, default=Path("/etc/netpathd"))
     parser.add_argument("--state-dir", type=Path, default=Path("/var/lib/netpathd"))
+    parser.add_argument(
+        "--runtime-dir",
+        type=Path,
+        default=Path("/run/netpathd"),
+        help="where the record of what netpathd put into the kernel lives (tmpfs: it must "
+        "not outlive a reboot, which empties the kernel's tables)",
+    )
     parser.add_argument("--resolv-conf", type=Path, default=Path("/etc/resolv.conf"))
     parser.add_argument(
         "--systemd-dir",
@@ -96,6 +104,7 @@ def parse_options(argv: list[str]) -> Options:
         log_level=args.log_level,
         systemd_dir=args.systemd_dir,
         bpf_pin=args.bpf_pin,
+        runtime_dir=args.runtime_dir,
     )
 
 
@@ -133,7 +142,7 @@ class Daemon:
         self.manager.add_reloader(self._prepare_ra_reload)
         self.watcher = RtnlWatcher(self._on_network_change)
         self.manager.add_reloader(self._prepare_dns_reload)
-        self.mptcp = MptcpManager(options.config_dir, options.state_dir)
+        self.mptcp = MptcpManager(options.config_dir, options.state_dir, options.runtime_dir)
         self.manager.add_reloader(lambda _settings: self.mptcp.prepare_reload())
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()

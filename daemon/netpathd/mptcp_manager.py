@@ -76,8 +76,8 @@ def _key_text(key: EndpointKey) -> str:
 
 
 class MptcpManager:
-    def __init__(self, config_dir: Path, state_dir: Path) -> None:
-        self._store = MptcpStore(config_dir, state_dir)
+    def __init__(self, config_dir: Path, state_dir: Path, runtime_dir: Path) -> None:
+        self._store = MptcpStore(config_dir, state_dir, runtime_dir)
         self._pm = MptcpPm()
         self._unavailable: NetpathdError | None = Failed("MPTCP manager is not started")
         self._events: MptcpEvents | None = None
@@ -318,12 +318,13 @@ class MptcpManager:
                             f"MPTCP endpoint id {endpoint_id} is already configured "
                             f"for {_key_text(other.key)}"
                         )
-            refuse_conflicts(config.to_endpoint(), await self._pm.list_endpoints())
+            before = await self._pm.list_endpoints()
+            refuse_conflicts(config.to_endpoint(), before)
             if interface and not self._pm.interface_index(interface):
                 raise NotFound(f"no network interface {interface!r}")
             undo = self._store.record_add(config, runtime=runtime)
             try:
-                new_id, table = await self._pm.add_endpoint_and_list(config.to_endpoint())
+                new_id, table = await self._pm.add_endpoint_and_list(config.to_endpoint(), before)
             except NetpathdError:  # a refusal; an unknown outcome (timeout) is left to the start
                 with contextlib.suppress(NetpathdError):
                     undo()
@@ -349,7 +350,8 @@ class MptcpManager:
         validate_endpoint_id(endpoint_id, allow_zero=False)
         self._check()
         async with self._lock:
-            current = await self._endpoint_by_id(endpoint_id)
+            before = await self._pm.list_endpoints()
+            current = next((e for e in before if e.id == endpoint_id), None)
             if current is None:
                 configured = next(
                     (e for e in self._store.desired().endpoints if e.id == endpoint_id), None
@@ -373,7 +375,8 @@ class MptcpManager:
                     await self._pm.add_endpoint(current)
                 raise
             log.info("removed MPTCP endpoint %s (id %d)", current.address, endpoint_id)
-            await self._notify_endpoints()
+            # DEL_ADDR removes only that entry: the table is known without a dump
+            self._notify({"Endpoints": [e for e in before if e.id != endpoint_id]})
 
     async def set_endpoint_flags(self, endpoint_id: int, flags: list[str]) -> None:
         """Set backup/fullmesh to exactly ``flags``; kept in the layer the endpoint is in."""

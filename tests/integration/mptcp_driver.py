@@ -64,8 +64,27 @@ async def pm_call(verb: str, args: dict[str, Any]) -> Any:
             "remove": lambda: pm.remove_endpoint(args["id"]),
             "set_flags": lambda: pm.set_endpoint_flags(args["id"], parse_flags(args["flags"])),
             "flush": pm.flush_endpoints,
+            "add_after_reading": lambda: add_after_reading(pm, endpoint(args)),
         }
         return await calls[verb]()
+
+
+async def add_after_reading(pm: MptcpPm, new: Endpoint) -> dict[str, Any]:
+    """Add ``new`` with the table read just before; what it returned, what the kernel
+    dumps right after, and how many requests the add itself sent."""
+    before = await pm.list_endpoints()
+    transport = pm._open_transport()
+    sent: list[int] = []
+    loop_request = transport.request_body
+
+    async def counted(body: bytes, *rest: Any, **options: Any) -> Any:
+        sent.append(body[0])
+        return await loop_request(body, *rest, **options)
+
+    transport.request_body = counted  # type: ignore[method-assign]
+    new_id, table = await pm.add_endpoint_and_list(new, before)
+    transport.request_body = loop_request  # type: ignore[method-assign]
+    return {"id": new_id, "table": table, "dumped": await pm.list_endpoints(), "sent": sent}
 
 
 async def sleeping_requests_on_loop(args: dict[str, Any]) -> list[int]:
@@ -77,14 +96,15 @@ async def sleeping_requests_on_loop(args: dict[str, Any]) -> list[int]:
     async with MptcpPm() as pm:
         for address in args["addresses"]:
             await pm.add_endpoint(endpoint({"address": address, "flags": ["subflow"]}))
-        loop_request = pm._request
+        transport = pm._open_transport()
+        loop_request = transport.request_body  # every request sent from the loop
 
-        async def watched(cmd: int, *rest: Any, **options: Any) -> Any:
-            if cmd in sleeping:
-                on_loop.append(cmd)
-            return await loop_request(cmd, *rest, **options)
+        async def watched(body: bytes, *rest: Any, **options: Any) -> Any:
+            if body[0] in sleeping:  # the genetlink header's cmd
+                on_loop.append(body[0])
+            return await loop_request(body, *rest, **options)
 
-        pm._request = watched  # type: ignore[method-assign]
+        transport.request_body = watched  # type: ignore[method-assign]
         first = next(e for e in await pm.list_endpoints() if str(e.address) == args["addresses"][0])
         await pm.remove_endpoint(first.id)
         await pm.flush_endpoints()

@@ -31,8 +31,8 @@ ADD = ["192.0.2.5", ["subflow"], "", 0, 0]
 
 
 @asynccontextmanager
-async def killed_while_writing(daemon: Daemon, name: str) -> AsyncIterator[None]:
-    """Run the body's call, SIGKILL the daemon as it opens ``name`` to write it.
+async def killed_while_writing(daemon: Daemon, path: Path) -> AsyncIterator[None]:
+    """Run the body's call, SIGKILL the daemon as it opens ``path`` to write it.
 
     strace's fault injection delivers the signal on entry to that ``openat`` (the
     atomic writer first opens the file to compare), so the kill lands exactly
@@ -41,7 +41,7 @@ async def killed_while_writing(daemon: Daemon, name: str) -> AsyncIterator[None]
     pid = daemon.process.pid
     threads = len(os.listdir(f"/proc/{pid}/task"))
     tracer = await asyncio.create_subprocess_exec(
-        "strace", "-f", "-p", str(pid), "-P", str(daemon.state_dir / name),
+        "strace", "-f", "-p", str(pid), "-P", str(path),
         "-e", "trace=openat", "-e", "inject=openat:signal=SIGKILL", "-o", "/dev/null",
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
@@ -54,7 +54,7 @@ async def killed_while_writing(daemon: Daemon, name: str) -> AsyncIterator[None]
         try:
             await asyncio.wait_for(asyncio.to_thread(daemon.process.wait), TIMEOUT)
         except TimeoutError:
-            raise AssertionError(f"the daemon never started writing {name}") from None
+            raise AssertionError(f"the daemon never started writing {path}") from None
     finally:
         if tracer.returncode is None:
             tracer.terminate()
@@ -64,10 +64,20 @@ async def killed_while_writing(daemon: Daemon, name: str) -> AsyncIterator[None]
 Call = tuple[str, str, list[Any]]  # member, signature, body
 
 
-async def _call_until_killed(bus: PrivateBus, daemon: Daemon, name: str, call: Call) -> None:
+def state_file(daemon: Daemon) -> Path:
+    """What D-Bus callers persisted: written before the kernel sees an add."""
+    return daemon.state_dir / "mptcp.conf"
+
+
+def applied_record(daemon: Daemon) -> Path:
+    """The record of what netpathd put into the kernel, written before it does."""
+    return daemon.runtime_dir / "mptcp-applied.conf"
+
+
+async def _call_until_killed(bus: PrivateBus, daemon: Daemon, path: Path, call: Call) -> None:
     member, signature, body = call
     async with connected(bus) as client:
-        async with killed_while_writing(daemon, name):
+        async with killed_while_writing(daemon, path):
             reply = asyncio.ensure_future(client.call(member, signature, body))
         with pytest.raises((CallError, TimeoutError)):  # no reply: the daemon died mid-call
             await reply
@@ -83,7 +93,7 @@ async def test_add_endpoint_killed_before_the_persist_leaves_no_orphan(
     """
     daemon = start_daemon(ns, bus, tmp_path)
     try:
-        await _call_until_killed(bus, daemon, "mptcp.conf", ("AddEndpoint", "sassqu", ADD))
+        await _call_until_killed(bus, daemon, state_file(daemon), ("AddEndpoint", "sassqu", ADD))
     finally:
         daemon.stop()
     with running_daemon(ns, bus, tmp_path):
@@ -125,7 +135,7 @@ async def test_runtime_endpoint_never_survives_a_kill(
             daemon.process.kill()
         else:
             await _call_until_killed(
-                bus, daemon, "mptcp-applied.conf", ("AddEndpointRuntime", "sassqu", ADD)
+                bus, daemon, applied_record(daemon), ("AddEndpointRuntime", "sassqu", ADD)
             )
     finally:
         daemon.stop()
@@ -143,7 +153,7 @@ async def test_reload_killed_before_recording_an_admin_endpoint_leaves_no_orphan
     daemon = start_daemon(ns, bus, tmp_path)
     try:
         async with connected(bus) as client:
-            async with killed_while_writing(daemon, "mptcp-applied.conf"):
+            async with killed_while_writing(daemon, applied_record(daemon)):
                 admin.write_text('[endpoint "192.0.2.7"]\nflags = subflow\n')
                 reload = asyncio.ensure_future(
                     client.client.call("org.netpathd1.Manager", "Reload")
@@ -172,7 +182,7 @@ async def test_a_change_killed_before_its_persist_is_undone(
         async with connected(bus) as client:
             await client.call("AddEndpoint", "sassqu", ADD)
             await client.call("AddEndpointRuntime", "sassqu", ["192.0.2.6", [], "", 0, 0])
-        await _call_until_killed(bus, daemon, "mptcp.conf", call)
+        await _call_until_killed(bus, daemon, state_file(daemon), call)
     finally:
         daemon.stop()
     with running_daemon(ns, bus, tmp_path):
@@ -191,7 +201,7 @@ async def test_flags_of_someone_elses_endpoint_killed_before_the_persist_stay_th
     daemon = start_daemon(ns, bus, tmp_path)
     try:
         await _call_until_killed(
-            bus, daemon, "mptcp.conf", ("SetEndpointFlags", "uas", [20, ["backup"]])
+            bus, daemon, state_file(daemon), ("SetEndpointFlags", "uas", [20, ["backup"]])
         )
     finally:
         daemon.stop()
@@ -204,9 +214,26 @@ async def test_flags_of_someone_elses_endpoint_killed_before_the_persist_stay_th
         assert endpoints(ns) == "203.0.113.7 id 20 subflow backup \n"
 
 
+def test_the_record_an_older_version_kept_in_the_state_dir_still_counts(
+    ns: Netns, bus: PrivateBus, tmp_path: Path
+) -> None:
+    """Upgraded across a restart: the old record moves to the runtime dir, and the
+    runtime-only endpoint it lists is taken back like any other."""
+    ns.ip("mptcp", "endpoint", "add", "192.0.2.5", "id", "5", "subflow")
+    ns.ip("mptcp", "endpoint", "add", "203.0.113.7", "id", "20", "subflow")  # someone else's
+    (tmp_path / "state").mkdir()
+    old = tmp_path / "state" / "mptcp-applied.conf"
+    old.write_text('[endpoint "192.0.2.5"]\n')
+    with running_daemon(ns, bus, tmp_path) as daemon:
+        assert endpoints(ns) == "203.0.113.7 id 20 subflow \n"
+        assert not old.exists()
+        assert applied_record(daemon).exists()
+
+
 STALE = [  # what write_atomic leaves when killed: ".NAME." + mkstemp's 8 characters + ".tmp"
     "state/.mptcp.conf.k2j_h4g5.tmp",
-    "state/.mptcp-applied.conf.x1y2z3w4.tmp",
+    "run/.mptcp-applied.conf.x1y2z3w4.tmp",
+    "state/.mptcp-applied.conf.a1b2c3d4.tmp",  # where netpathd kept the record before
     "state/.dns.conf.abcdefgh.tmp",
     "state/.resolv.conf.00000000.tmp",  # the private copy
     ".resolv.conf.q9w8e7r6.tmp",  # beside the resolver file (/etc or /run on a host)
@@ -227,6 +254,7 @@ def test_temporary_files_of_a_killed_daemon_are_removed_at_start(
     ns: Netns, bus: PrivateBus, tmp_path: Path
 ) -> None:
     (tmp_path / "state").mkdir()
+    (tmp_path / "run").mkdir()
     for name in STALE + LOOK_ALIKES:
         (tmp_path / name).write_text("half-written\n")
     (tmp_path / "state" / ".dns.conf.zzzzzzzz.tmp").mkdir()  # a directory is not ours

@@ -168,7 +168,7 @@ async def test_rp_filter_is_loosened_and_restored(
     ns: Netns, bus: PrivateBus, tmp_path: Path
 ) -> None:
     write_config(tmp_path, "[auto]\n")
-    record = tmp_path / "state" / "mptcp-applied.conf"
+    record = tmp_path / "run" / "mptcp-applied.conf"
     with netns() as peer:
         veth(ns, "eth1", peer, "eth1")
         ns.sysctl("net.ipv4.conf.eth1.rp_filter", "1")

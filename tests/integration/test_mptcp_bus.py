@@ -482,6 +482,26 @@ async def test_properties_changed_for_every_property(daemon: Daemon, bus: Privat
         assert await client.wait_changed("Enabled") is False
 
 
+async def test_the_endpoints_signalled_are_what_the_kernel_lists(
+    daemon: Daemon, bus: PrivateBus, ns: Netns
+) -> None:
+    """An add with its id and a remove signal the table without reading it again: it
+    must still be the kernel's, someone else's endpoints and id order included."""
+    ns.ip("mptcp", "endpoint", "add", "203.0.113.9", "id", "9", "signal")
+    ns.ip("mptcp", "endpoint", "add", "198.51.100.7", "id", "2", "subflow", "backup")
+    async with connected(bus) as client:
+        for call in (
+            ("AddEndpoint", "sassqu", ["192.0.2.3", ["subflow"], "", 0, 5]),
+            ("AddEndpointRuntime", "sassqu", ["2001:db8::3", ["fullmesh"], "", 0, 200]),
+            ("RemoveEndpoint", "u", [2]),
+            ("RemoveEndpoint", "u", [200]),
+        ):
+            await client.call(*call)
+            signalled = await client.wait_changed("Endpoints")
+            assert signalled == [list(e) for e in await client.get("Endpoints")], call
+        assert [e[0] for e in signalled] == [5, 9]
+
+
 def test_busctl_reads_and_unprivileged_cannot_change(daemon: Daemon, bus: PrivateBus) -> None:
     bus.busctl("call", *OBJECT, "AddEndpoint", "sassqu", "192.0.2.5", "2", "subflow", "backup",
                "", "0", "3")  # fmt: skip

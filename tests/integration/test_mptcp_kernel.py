@@ -94,6 +94,25 @@ def test_endpoints_read_back_like_ip_mptcp(dev_ns: Netns) -> None:
     }
 
 
+def test_an_add_after_a_read_spares_the_read_back(dev_ns: Netns) -> None:
+    """With its id given, the table after an add is the one before plus the new entry,
+    in the kernel's id order: what a dump right after says, without that dump."""
+    ns = dev_ns
+    ns.ip("mptcp", "endpoint", "add", "198.51.100.5", "id", "9", "signal")
+    ns.ip("mptcp", "endpoint", "add", "203.0.113.9", "id", "2", "subflow")
+    new = {"address": "2001:db8::1", "id": 3, "interface": "eth1", "flags": ["subflow", "backup"]}
+    added = call(ns, "add_after_reading", new)
+    assert added["id"] == 3
+    assert added["table"] == added["dumped"]
+    assert [e["id"] for e in added["table"]] == [2, 3, 9]
+    assert added["table"][1]["interface"] == "eth1"
+    assert added["sent"] == [1]  # MPTCP_PM_CMD_ADD_ADDR, and no GET_ADDR after it
+    chosen = call(ns, "add_after_reading", {"address": "192.0.2.1", "flags": ["subflow"]})
+    assert chosen["id"] == 10  # the kernel's choice needs the read
+    assert chosen["table"] == chosen["dumped"]
+    assert chosen["sent"] == [1, 3]
+
+
 def test_set_flags_keeps_the_other_flag(ns: Netns) -> None:
     ns.ip("mptcp", "endpoint", "add", "192.0.2.7", "id", "3", "subflow", "fullmesh")
     changed = call(ns, "set_flags", {"id": 3, "flags": ["backup", "fullmesh"]})

@@ -36,6 +36,7 @@ def daemon_argv(ns: Netns, bus_address: str | None, workdir: Path, *extra: str) 
         *address,
         f"--config-dir={workdir / 'config'}",
         f"--state-dir={workdir / 'state'}",
+        f"--runtime-dir={workdir / 'run'}",
         f"--resolv-conf={workdir / 'resolv.conf'}",
         *extra,
     )
@@ -63,6 +64,10 @@ class Daemon:
     @property
     def state_dir(self) -> Path:
         return self.workdir / "state"
+
+    @property
+    def runtime_dir(self) -> Path:
+        return self.workdir / "run"
 
     @property
     def resolv_conf(self) -> Path:

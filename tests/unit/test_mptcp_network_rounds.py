@@ -36,7 +36,7 @@ def snapshot(n: int) -> NetState:
 
 
 async def test_a_burst_of_snapshots_is_one_round_on_the_latest(tmp_path: Path) -> None:
-    manager = MptcpManager(tmp_path / "config", tmp_path / "state")
+    manager = MptcpManager(tmp_path / "config", tmp_path / "state", tmp_path / "run")
     reconciler = CountingReconciler()
     manager._reconciler = reconciler  # type: ignore[assignment]
     manager._unavailable = None

@@ -107,7 +107,7 @@ def rp(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 def setup(tmp_path: Path, admin: str) -> tuple[MptcpStore, FakePm, MptcpReconciler]:
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "mptcp.conf").write_text(admin)
-    store = MptcpStore(tmp_path / "config", tmp_path / "state")
+    store = MptcpStore(tmp_path / "config", tmp_path / "state", tmp_path / "run")
     store.load()
     pm = FakePm(store)
     reconciler = MptcpReconciler(store, pm)  # type: ignore[arg-type]
@@ -124,7 +124,7 @@ def state(*addresses: str, links: tuple[str, ...] = ("eth1",)) -> NetState:
 
 
 def record(tmp_path: Path) -> str:
-    return (tmp_path / "state" / "mptcp-applied.conf").read_text()
+    return (tmp_path / "run" / "mptcp-applied.conf").read_text()
 
 
 async def test_ownership_is_recorded_before_the_add_and_kept_across_a_reload(
@@ -137,7 +137,7 @@ async def test_ownership_is_recorded_before_the_add_and_kept_across_a_reload(
     assert pm.owned_at_add == [frozenset({(ip("192.0.2.1"), 0)})]
     assert "endpoints = 192.0.2.1\nrp-filter-loosened = eth1\n" in record(tmp_path)
     assert rp["eth1"] == 2
-    again = MptcpStore(tmp_path / "config", tmp_path / "state")
+    again = MptcpStore(tmp_path / "config", tmp_path / "state", tmp_path / "run")
     again.load()
     assert again.applied.auto_owned == {(ip("192.0.2.1"), 0)}
     assert again.applied.rp_loosened == {"eth1"}

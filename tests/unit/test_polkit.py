@@ -249,3 +249,46 @@ async def test_runtime_only_removal_asks_for_the_runtime_action() -> None:
     await authorizer.authorize("org.netpathd1.Dns", "RemoveConnection")
     actions = [m.body[1] for m in bus.asked if m.member == "CheckAuthorization"]
     assert actions == [polkit.DNS_CONFIGURE_RUNTIME, polkit.DNS_CONFIGURE]
+
+
+async def test_the_bus_is_asked_a_callers_uid_once() -> None:
+    """A unique name is never reused and its connection's uid never changes: one question
+    per peer, not one per call (root's calls then cost no round trip at all)."""
+    bus = FakeBus(0, allowed)
+    authorizer = Authorizer(cast(MessageBus, bus))
+    for sender in (":1.42", ":1.42", ":1.43", ":1.42"):
+        bus.deliver(call_message(sender=sender))
+        await authorizer.authorize("org.netpathd1.Dns", "SetConnection", connection="wan")
+    assert [m.body for m in bus.asked] == [[":1.42"], [":1.43"]]
+
+
+async def test_a_uid_the_bus_would_not_give_is_asked_again() -> None:
+    bus = FakeBus(0, allowed)
+    authorizer = Authorizer(cast(MessageBus, bus))
+    bus.deliver(call_message(sender=":1.42"))
+    refused = Message(
+        message_type=MessageType.ERROR, error_name="org.freedesktop.DBus.Error.NameHasNoOwner",
+        reply_serial=1, signature="s", body=["gone"],
+    )  # fmt: skip
+    real_call = bus.call
+
+    async def refuse_once(message: Message) -> Message:
+        bus.call = real_call  # type: ignore[method-assign]
+        bus.asked.append(message)
+        return refused
+
+    bus.call = refuse_once  # type: ignore[method-assign]
+    with pytest.raises(PermissionDenied, match="gone"):
+        await authorizer.authorize("org.netpathd1.Dns", "SetConnection", connection="wan")
+    await authorizer.authorize("org.netpathd1.Dns", "SetConnection", connection="wan")
+    assert len(bus.asked) == 2
+
+
+async def test_only_the_newest_peers_uids_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(polkit, "KNOWN_UIDS", 2)
+    bus = FakeBus(0, allowed)
+    authorizer = Authorizer(cast(MessageBus, bus))
+    for sender in (":1.1", ":1.2", ":1.3", ":1.2", ":1.1"):
+        bus.deliver(call_message(sender=sender))
+        await authorizer.authorize("org.netpathd1.Dns", "SetConnection", connection="wan")
+    assert [m.body[0] for m in bus.asked] == [":1.1", ":1.2", ":1.3", ":1.1"]

@@ -20,7 +20,11 @@ What is asked is what systemd's ``bus-polkit.c`` and firewalld's
   (firewalld falls back to uid 0 the same way);
 - every question is bounded in time; a timeout or a polkit error is a denial with
   its reason, never an allowance;
-- nothing is cached: a rule changed in ``rules.d`` applies to the next call.
+- no answer of polkit is cached: a rule changed in ``rules.d`` applies to the next
+  call.  Only the caller's uid is remembered, by unique name: the bus daemon never
+  reuses a unique name and a connection's credentials are fixed when it connects
+  (``SO_PEERCRED``), so asking again could only give the same answer, and root's
+  calls cost no round trip after a peer's first.
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ RUNTIME_ACTIONS: Mapping[tuple[str, str], str] = {
 POLKIT_TIMEOUT = 5.0
 INTERACTIVE_TIMEOUT = 25.0
 BUS_TIMEOUT = 5.0  # GetConnectionUnixUser: the bus daemon itself answers
+KNOWN_UIDS = 1024  # peers whose uid is remembered; the oldest is forgotten beyond that
 
 ALLOW_USER_INTERACTION = 1  # CheckAuthorizationFlags
 _ABSENT = frozenset(
@@ -152,6 +157,7 @@ class Authorizer:
     def __init__(self, bus: MessageBus) -> None:
         self._bus = bus
         self._ids = itertools.count(1)
+        self._uids: dict[str, int] = {}  # unique name -> uid, oldest first
         watch_calls(bus)
 
     async def caller_uid(self) -> int:
@@ -192,7 +198,13 @@ class Authorizer:
         return await self._ask_bus("GetConnectionUnixProcessID", current_caller())
 
     async def _uid(self, caller: Caller) -> int:
-        return await self._ask_bus("GetConnectionUnixUser", caller)
+        uid = self._uids.get(caller.sender)
+        if uid is None:
+            uid = await self._ask_bus("GetConnectionUnixUser", caller)
+            if len(self._uids) >= KNOWN_UIDS:
+                del self._uids[next(iter(self._uids))]
+            self._uids[caller.sender] = uid
+        return uid
 
     async def _ask_bus(self, member: str, caller: Caller) -> int:
         request = Message(

@@ -4,7 +4,7 @@
   (``/etc`` is read-only under ``ProtectSystem=strict``).
 * ``persisted``: ``--state-dir/mptcp.conf``, what D-Bus callers asked for.
 * ``runtime``: memory only, what the ``*Runtime`` D-Bus methods asked for.
-* ``applied``: ``--state-dir/mptcp-applied.conf``: the endpoints netpathd put
+* ``applied``: ``--runtime-dir/mptcp-applied.conf``: the endpoints netpathd put
   into the kernel that the state file does not list (runtime-only ones and the
   administrator's), and the kernel's values before a runtime-only change.  The
   kernel keeps endpoints and limits when the daemon exits, so without this
@@ -12,7 +12,11 @@
   limit, and could not tell its own endpoints from NetworkManager's.  The
   automatic endpoints it added and the links where it loosened ``rp_filter``
   are kept there too, for the same reasons.  Endpoints are recorded here
-  *before* the kernel adds them (write-ahead, see ``own``).
+  *before* the kernel adds them (write-ahead, see ``own``).  It describes the
+  kernel, which a reboot empties, so it lives on tmpfs (``/run/netpathd``, as
+  NetworkManager keeps its own under ``/run/NetworkManager``): a record that
+  outlived a reboot would claim endpoints the kernel no longer has, and a
+  rename on tmpfs costs a fraction of one on disk.
 
 All three files share one format (``netpathd.model.mptcp_config``).  Every
 write goes through ``write_atomic`` first and is adopted in memory only once it
@@ -26,7 +30,7 @@ import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from netpathd.errors import ConfigError
+from netpathd.errors import ConfigError, Failed
 from netpathd.files.atomic import remove_stale_temporaries, write_atomic
 from netpathd.files.config import read_config_text
 from netpathd.files.state import save_state
@@ -59,10 +63,11 @@ def read_config(path: Path, *, record: bool = False) -> MptcpConfig:
 
 
 class MptcpStore:
-    def __init__(self, config_dir: Path, state_dir: Path) -> None:
+    def __init__(self, config_dir: Path, state_dir: Path, runtime_dir: Path) -> None:
         self.admin_path = config_dir / CONFIG_FILE_NAME
         self.state_path = state_dir / CONFIG_FILE_NAME
-        self.applied_path = state_dir / APPLIED_FILE_NAME
+        self.applied_path = runtime_dir / APPLIED_FILE_NAME
+        self._old_applied_path = state_dir / APPLIED_FILE_NAME  # before --runtime-dir
         self.admin = MptcpConfig()
         self.persisted = MptcpConfig()
         self.runtime = MptcpConfig()
@@ -73,7 +78,8 @@ class MptcpStore:
 
     def load(self) -> None:
         """Read every file; a bad one is logged and left empty (used at start)."""
-        remove_stale_temporaries(self.state_path, self.applied_path)
+        remove_stale_temporaries(self.state_path, self.applied_path, self._old_applied_path)
+        self._move_old_record()
         for path, attribute in (
             (self.admin_path, "admin"),
             (self.state_path, "persisted"),
@@ -85,6 +91,28 @@ class MptcpStore:
                 log.error("MPTCP configuration not loaded: %s", error.message)
                 if attribute == "persisted":
                     self.state_error = error
+
+    def _move_old_record(self) -> None:
+        """Move the record an older netpathd kept in the state dir to the runtime dir.
+
+        Copied first and removed after, so a start killed in between finds both; the
+        one in the runtime dir is then the newer and the old one is only removed.
+        """
+        try:
+            old = self._old_applied_path.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            log.error("cannot read %s: %s", self._old_applied_path, error.strerror)
+            return
+        try:
+            if not self.applied_path.exists():
+                self.applied_path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(self.applied_path, old, durable=False)
+                log.info("moved %s to %s", self._old_applied_path, self.applied_path)
+            self._old_applied_path.unlink()
+        except (OSError, Failed) as error:
+            log.error("cannot move %s to %s: %s", self._old_applied_path, self.applied_path, error)
 
     def prepare_reload(self) -> Callable[[], None]:
         """Read the administrator's file; return what adopts it, or raise having changed nothing.

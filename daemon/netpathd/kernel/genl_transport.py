@@ -103,12 +103,15 @@ def _collect(buffer: bytes, sequence: int, replies: list[bytes]) -> bool:
     return False
 
 
-def _encode(msg: Any, family: int, flags: int, sequence: int) -> bytes:
-    msg["header"]["type"] = family
-    msg["header"]["flags"] = flags
-    msg["header"]["sequence_number"] = sequence
+def _pack(msg: Any) -> bytes:
+    """A pyroute2 genlmsg packed, without its nlmsghdr (``_frame`` adds that)."""
     msg.encode()
-    return bytes(msg.data)
+    return bytes(msg.data)[_HEADER.size :]
+
+
+def _frame(body: bytes, family: int, flags: int, sequence: int) -> bytes:
+    """``body`` (genetlink header and attributes) behind its nlmsghdr."""
+    return _HEADER.pack(_HEADER.size + len(body), family, flags, sequence, 0) + body
 
 
 def _send_and_wait(request: bytes, sequence: int, reply_within: float) -> list[bytes]:
@@ -137,31 +140,32 @@ class GenlTransport:
 
         Every request that is not a dump asks for an ack, so its end is always known.
         """
+        return await self.request_body(_pack(msg), family, dump=dump)
+
+    async def request_body(self, body: bytes, family: int, *, dump: bool = False) -> list[bytes]:
+        """``request`` for a message already packed (``netpathd.kernel.mptcp_codec``).
+
+        A genetlink handler runs inside ``sendmsg()``, so its answer is usually
+        queued already and ``sock_recv`` returns it without a turn of the loop.
+        """
         flags = NLM_F_REQUEST | (_NLM_F_DUMP if dump else NLM_F_ACK)
-        async with self._lock:
-            sequence = next(self._sequence)
-            return await self._exchange(_encode(msg, family, flags, sequence), sequence)
-
-    async def request_body(self, body: bytes, family: int) -> None:
-        """An acked ``request`` whose genlmsghdr and attributes are already encoded."""
-        async with self._lock:
-            sequence = next(self._sequence)
-            flags = NLM_F_REQUEST | NLM_F_ACK
-            header = _HEADER.pack(_HEADER.size + len(body), family, flags, sequence, 0)
-            await self._exchange(header + body, sequence)
-
-    async def _exchange(self, request: bytes, sequence: int) -> list[bytes]:
         loop = asyncio.get_running_loop()
-        self._sock.send(request)
-        replies: list[bytes] = []
-        while not _collect(await loop.sock_recv(self._sock, _RECEIVE_SIZE), sequence, replies):
-            pass
+        async with self._lock:
+            sequence = next(self._sequence)
+            self._sock.send(_frame(body, family, flags, sequence))
+            replies: list[bytes] = []
+            while not _collect(await loop.sock_recv(self._sock, _RECEIVE_SIZE), sequence, replies):
+                pass
         return replies
 
     async def request_off_loop(self, msg: Any, family: int, reply_within: float) -> None:
         """``request`` for a command whose kernel handler sleeps, from a worker thread."""
+        await self.request_body_off_loop(_pack(msg), family, reply_within)
+
+    async def request_body_off_loop(self, body: bytes, family: int, reply_within: float) -> None:
+        """``request_off_loop`` for a message already packed."""
         sequence = next(self._sequence)
-        data = _encode(msg, family, NLM_F_REQUEST | NLM_F_ACK, sequence)
+        data = _frame(body, family, NLM_F_REQUEST | NLM_F_ACK, sequence)
         await asyncio.to_thread(_send_and_wait, data, sequence, reply_within)
 
     async def family_id(self, name: str) -> int:

@@ -20,14 +20,15 @@ import asyncio
 import dataclasses
 import errno
 import socket
+from collections.abc import Sequence
 from typing import Any
 
 from pyroute2.netlink import genlmsg, nla
 from pyroute2.netlink.exceptions import NetlinkError
 
 from netpathd.errors import AlreadyExists, Failed, InvalidArgument, NotFound, NotSupported
+from netpathd.kernel import mptcp_codec
 from netpathd.kernel.genl_transport import GenlTransport
-from netpathd.kernel.mptcp_pm_wire import add_addr_body, endpoints_from_dump
 from netpathd.model.mptcp import (
     MAX_ENDPOINTS,
     Endpoint,
@@ -163,6 +164,12 @@ class MptcpPm:
                 replies.append(reply)
         return replies
 
+    async def _request_body(self, body: bytes, *, dump: bool = False) -> list[bytes]:
+        """A message packed by ``mptcp_codec``; the raw answers."""
+        transport = self._open_transport()
+        async with asyncio.timeout(REQUEST_TIMEOUT):  # no task of its own, unlike wait_for
+            return await transport.request_body(body, self._family, dump=dump)
+
     async def _request_off_loop(self, cmd: int, attrs: list[Any]) -> None:
         """For the commands whose kernel handler sleeps (``netpathd.kernel.genl_transport``)."""
         transport = self._open_transport()
@@ -192,16 +199,12 @@ class MptcpPm:
             raise _failed("setting MPTCP limits", error) from None
 
     async def list_endpoints(self) -> list[Endpoint]:
-        """The kernel's table, in its order; decoded by ``mptcp_pm_wire`` (no pyroute2)."""
-        transport = self._open_transport()
-        request = _message(MPTCP_PM_CMD_GET_ADDR, [])
+        """The kernel's table, in its order; decoded by ``mptcp_codec`` (no pyroute2)."""
         try:
-            answers = await asyncio.wait_for(
-                transport.request(request, self._family, dump=True), REQUEST_TIMEOUT
-            )
+            replies = await self._request_body(mptcp_codec.get_addr_dump(), dump=True)
         except NetlinkError as error:
             raise _failed("reading MPTCP endpoints", error) from None
-        return endpoints_from_dump(answers, MPTCP_PM_CMD_GET_ADDR, _if_indextoname)
+        return mptcp_codec.endpoints(replies, _if_indextoname)
 
     def interface_index(self, name: str) -> int:
         """The ifindex the kernel has for ``name`` now; 0 when no link has that name."""
@@ -215,34 +218,48 @@ class MptcpPm:
         new_id, _ = await self.add_endpoint_and_list(endpoint)
         return new_id
 
-    async def add_endpoint_and_list(self, endpoint: Endpoint) -> tuple[int, list[Endpoint]]:
-        """Add ``endpoint``; returns its id and the table read right after.
+    async def add_endpoint_and_list(
+        self, endpoint: Endpoint, before: Sequence[Endpoint] | None = None
+    ) -> tuple[int, list[Endpoint]]:
+        """Add ``endpoint``; returns its id and the table right after.
 
         ``mptcp_pm_nl_add_addr_doit`` (net/mptcp/pm_kernel.c) acks with 0 and
         no id, so the new entry is read back and found by address and port,
         which the kernel keeps unique (a duplicate is EEXIST); a caller that
         needs the table too gets that same read instead of a second dump.
+
+        ``before``, the table the caller read just before under its own lock,
+        spares that read when the id is given and no ``implicit`` entry has the
+        address (which the kernel would replace, maybe keeping its id): the add
+        then changes only its own entry, and the kernel dumps in id order
+        (``mptcp_pm_nl_dump_addr`` walks ``id_bitmap``).
         """
-        await self.add_without_readback(endpoint)
+        ifindex = await self.add_without_readback(endpoint)
+        key = (endpoint.address, endpoint.port)
+        if before is not None and endpoint.id and all((e.address, e.port) != key for e in before):
+            added = dataclasses.replace(
+                endpoint, interface=_if_indextoname(ifindex), ifindex=ifindex
+            )
+            return endpoint.id, sorted([*before, added], key=lambda e: e.id)
         table = await self.list_endpoints()
         for added in table:
             if added.address == endpoint.address and added.port == endpoint.port:
                 return added.id, table
         raise Failed(f"endpoint {endpoint.address} was accepted but is not in the kernel's table")
 
-    async def add_without_readback(self, endpoint: Endpoint) -> None:
+    async def add_without_readback(self, endpoint: Endpoint) -> int:
         """Add ``endpoint`` and return at the kernel's ack, which carries no id.
 
         For callers that add several endpoints and read the table once after all.
+        Returns the ifindex the endpoint was bound to (0: none).
         """
         validate_endpoint(endpoint)
         ifindex = if_nametoindex(endpoint.interface) if endpoint.interface else endpoint.ifindex
-        transport = self._open_transport()
-        body = add_addr_body(MPTCP_PM_CMD_ADD_ADDR, endpoint, ifindex)
         try:
-            await asyncio.wait_for(transport.request_body(body, self._family), REQUEST_TIMEOUT)
+            await self._request_body(mptcp_codec.add_addr(endpoint, ifindex))
         except NetlinkError as error:
             raise _add_error(endpoint, error) from None
+        return ifindex
 
     async def remove_endpoint(self, endpoint_id: int) -> None:
         """Remove by id.
@@ -250,9 +267,10 @@ class MptcpPm:
         Id 0 is refused: to the kernel it means "the initial subflow's address".
         """
         validate_endpoint_id(endpoint_id, allow_zero=False)
+        transport = self._open_transport()
         try:
-            await self._request_off_loop(
-                MPTCP_PM_CMD_DEL_ADDR, [_addr_nla([("MPTCP_PM_ADDR_ATTR_ID", endpoint_id)])]
+            await transport.request_body_off_loop(
+                mptcp_codec.del_addr(endpoint_id), self._family, REQUEST_TIMEOUT
             )
         except NetlinkError as error:
             raise _by_id_error("removing", endpoint_id, error) from None

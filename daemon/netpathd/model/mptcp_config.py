@@ -19,7 +19,7 @@ netpathd persisted into ``/etc`` unchanged (comments only on lines of their own)
 
 * ``--config-dir/mptcp.conf``: the administrator's, never written by netpathd;
 * ``--state-dir/mptcp.conf``: what D-Bus callers asked for, written by netpathd;
-* ``--state-dir/mptcp-applied.conf``: endpoints netpathd put into the kernel
+* ``--runtime-dir/mptcp-applied.conf``: endpoints netpathd put into the kernel
   beyond the state file, and what the kernel held before a runtime-only change,
   so that a restart can take runtime-only changes back.  Endpoints live in the
   namespace, not in the daemon, so without this record a runtime-only endpoint
