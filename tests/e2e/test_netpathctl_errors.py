@@ -196,12 +196,18 @@ def test_ctrl_c_while_waiting_for_an_answer(daemon: Daemon, bus: PrivateBus) -> 
     """Ctrl-C is how a user ends a wait: exit 130 as a shell reports it, no traceback."""
     daemon.signal(signal.SIGSTOP)
     try:
-        proc = subprocess.Popen(
-            [*NETPATHCTL, f"--bus-address={bus.address}", "--timeout=120", "status"],
-            env=daemon_env(),
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        # Caught, not ignored, while it starts: exec gives the child SIGINT's default, as a
+        # terminal would, even when this suite runs in the background with SIGINT ignored.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            proc = subprocess.Popen(
+                [*NETPATHCTL, f"--bus-address={bus.address}", "--timeout=120", "status"],
+                env=daemon_env(),
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
         try:
             deadline = time.monotonic() + 60
             while not connected(bus, proc.pid):  # then its GetAll is on its way
