@@ -256,12 +256,13 @@ def main() -> None:
         veth(ns, "eth2", peer, "eth2")
         ns.ip("address", "add", "192.0.2.1/24", "dev", "eth1")
         ns.ip("route", "add", "default", "via", "192.0.2.254", "dev", "eth1")
-        workdir = Path(tempfile.mkdtemp(prefix="netpathd-bench-"))
-        (workdir / "config").mkdir()
-        (workdir / "config" / "mptcp.conf").write_text("[auto]\n")
-        with running_daemon(ns, bus, workdir) as daemon:
-            done = ns.exec(sys.executable, "-c", PROBE, str(args.samples), "0")
-            burst = traced_burst(ns, daemon.process.pid, args.burst, workdir / "strace.txt")
+        with tempfile.TemporaryDirectory(prefix="netpathd-bench-") as name:
+            workdir = Path(name)
+            (workdir / "config").mkdir()
+            (workdir / "config" / "mptcp.conf").write_text("[auto]\n")
+            with running_daemon(ns, bus, workdir) as daemon:
+                done = ns.exec(sys.executable, "-c", PROBE, str(args.samples), "0")
+                burst = traced_burst(ns, daemon.process.pid, args.burst, workdir / "strace.txt")
     result: dict[str, list[float]] = json.loads(done.stdout)
     rows = [
         ("netpathd: address ack -> endpoint in kernel", "auto"),

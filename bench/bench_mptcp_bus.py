@@ -376,9 +376,13 @@ def main() -> None:
         help="where the daemon's state directory is made (default: under $TMPDIR)",
     )
     args = parser.parse_args()
-    with netns("bench") as ns, private_bus() as bus:
-        workdir = Path(tempfile.mkdtemp(prefix="netpathd-bench-", dir=args.state_dir))
-        runtime_dir = Path(tempfile.mkdtemp(prefix="netpathd-bench-run-", dir="/dev/shm"))
+    with (
+        netns("bench") as ns,
+        private_bus() as bus,
+        tempfile.TemporaryDirectory(prefix="netpathd-bench-", dir=args.state_dir) as work,
+        tempfile.TemporaryDirectory(prefix="netpathd-bench-run-", dir="/dev/shm") as runtime,
+    ):
+        workdir, runtime_dir = Path(work), Path(runtime)
         with running_daemon(ns, bus, workdir, f"--runtime-dir={runtime_dir}") as daemon:
             assert daemon.process.stderr is not None
             threading.Thread(target=drain, args=(daemon.process.stderr,), daemon=True).start()
