@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from netpathd.errors import Failed
-from netpathd.files.atomic import remove_stale_temporaries, write_atomic
+from netpathd.files.atomic import remove_stale_temporaries, write_atomic, write_new_files_durably
 from tests.support.fifo import fifo_at
 
 
@@ -159,3 +159,16 @@ def test_what_a_killed_write_leaves_is_removed_and_nothing_else(
         (tmp_path / name).write_bytes(b"keep\n")
     remove_stale_temporaries(target, tmp_path / "missing" / "resolv.conf")
     assert sorted(os.listdir(tmp_path)) == sorted(others)
+
+
+def test_files_written_together_leave_no_temporary_when_one_cannot_be_placed(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "b.conf").mkdir()
+    (tmp_path / "b.conf" / "inside").write_text("keeps b.conf a non-empty directory")
+    with pytest.raises(Failed, match=str(tmp_path)):
+        write_new_files_durably(
+            tmp_path, [(tmp_path / "a.conf", b"a"), (tmp_path / "b.conf", b"b")]
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.conf", "b.conf"]
+    assert (tmp_path / "a.conf").read_bytes() == b"a"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,34 @@ def test_a_move_cut_short_by_a_crash_reads_each_connection_once(tmp_path: Path) 
     store.save_connection(conn("wan"), 0)  # moves both, then writes wan again
     (tmp_path / "dns.conf").write_text(render_connections_file(old))  # as if dns.conf was not
     assert stored_names(DnsStateStore(tmp_path)) == ["wan", "lan"]  # rewritten before the crash
+
+
+def test_a_moved_connection_is_on_disk_before_its_name_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A power loss during the move may lose a connection file, never leave it empty: each
+    is fsync'ed under its temporary name before any is renamed into place."""
+    old = DnsConfig(connections=(conn("wan"), conn("lan", seq=1)))
+    (tmp_path / "dns.conf").write_text(render_connections_file(old))
+    store = opened(tmp_path)
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(source: str, target: str | os.PathLike[str]) -> None:
+        events.append(("rename", os.fspath(target)))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    store.save_connection(conn("vpn"), 2)
+    moved = {str(store.directory / connection_file_name(name)) for name in ("wan", "lan")}
+    first_rename = next(i for i, (kind, path) in enumerate(events) if path in moved)
+    synced_before = [path for kind, path in events[:first_rename] if kind == "fsync"]
+    assert len([path for path in synced_before if path.endswith(".tmp")]) == 2, events
 
 
 def test_a_save_writes_only_its_own_file_and_a_removal_removes_it(tmp_path: Path) -> None:

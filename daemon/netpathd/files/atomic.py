@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 from netpathd.errors import Failed
@@ -105,6 +106,44 @@ def write_atomic(
                 os.unlink(temp)
         raise Failed(f"cannot write {target}: {_reason(error)}") from error
     return True
+
+
+def write_new_files_durably(directory: Path, files: Sequence[tuple[Path, bytes]]) -> None:
+    """Write many files of ``directory`` at once, each whole or absent after a power loss.
+
+    ``write_atomic`` waits for the disk once per file; here every file is written and
+    fsync'ed under its temporary name, then all are renamed into place and the directory
+    is fsync'ed once, so the disk is waited for about twice in all.  Any file already at
+    one of the names is replaced.
+    """
+    import tempfile  # noqa: PLC0415 - as in write_atomic
+
+    temporaries: list[tuple[str, Path]] = []
+    try:
+        for target, data in files:
+            fd, temp = tempfile.mkstemp(
+                prefix=_temp_prefix(target), suffix=_TEMP_SUFFIX, dir=directory
+            )
+            temporaries.append((temp, target))
+            with os.fdopen(fd, "wb") as file:
+                os.fchmod(file.fileno(), DEFAULT_MODE)
+                file.write(data)
+        for temp, _ in temporaries:
+            fd = os.open(temp, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        while temporaries:
+            temp, target = temporaries[0]
+            os.replace(temp, target)
+            temporaries.pop(0)
+        fsync_directory(directory)
+    except OSError as error:
+        for temp, _ in temporaries:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+        raise Failed(f"cannot write {directory}: {_reason(error)}") from error
 
 
 def remove_durably(path: Path) -> bool:

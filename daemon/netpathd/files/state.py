@@ -22,12 +22,12 @@ from pathlib import Path
 
 from netpathd.errors import ConfigError, Failed
 from netpathd.files.atomic import (
-    fsync_directory,
     make_directory_durably,
     remove_durably,
     remove_stale_temporaries,
     remove_stale_temporaries_in,
     write_atomic,
+    write_new_files_durably,
 )
 from netpathd.files.config import read_config_text
 from netpathd.model.dns import DnsConnection, GlobalDnsPriority
@@ -164,28 +164,24 @@ class DnsStateStore:
     def _move_legacy(self) -> None:
         """Give each connection of an old dns.conf its own file, then drop them from it.
 
-        Once, and for every connection at once: the files are written first and then
-        fsync'ed together (the file system commits them in one go, where a write_atomic
-        each would wait for the disk once per connection); only then is dns.conf rewritten.
+        Once, and for every connection at once (``write_new_files_durably``: a
+        write_atomic each would wait for the disk once per connection); only then is
+        dns.conf rewritten.
         """
         if not self._legacy:
             return
-        moved = []
-        for conn, seq in self._legacy:
-            if conn.name not in self._files:
-                path = self.directory / connection_file_name(conn.name)
-                write_atomic(path, render_connection_file(conn, seq).encode(), durable=False)
-                moved.append((conn.name, path))
-        try:
-            for _, path in moved:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            fsync_directory(self.directory)
-        except OSError as error:
-            raise Failed(f"cannot write {self.directory}: {error.strerror}") from error
-        self._files.update(moved)
+        moved = {
+            conn.name: (self.directory / connection_file_name(conn.name), seq, conn)
+            for conn, seq in self._legacy
+            if conn.name not in self._files
+        }
+        write_new_files_durably(
+            self.directory,
+            [
+                (path, render_connection_file(conn, seq).encode())
+                for path, seq, conn in moved.values()
+            ],
+        )
+        self._files.update((name, path) for name, (path, _, _) in moved.items())
         write_atomic(self.path, render_connections_file(DnsConfig(self._global)).encode())
         self._legacy = []
