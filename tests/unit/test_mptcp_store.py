@@ -52,6 +52,16 @@ def test_an_old_record_never_replaces_the_runtime_one(tmp_path: Path) -> None:
     assert not (tmp_path / "state" / APPLIED_FILE_NAME).exists()
 
 
+def test_a_runtime_dir_that_is_the_state_dir_keeps_its_record(tmp_path: Path) -> None:
+    """--runtime-dir given the state dir: the record is already where it belongs."""
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / APPLIED_FILE_NAME).write_text(RECORD)
+    store = MptcpStore(tmp_path / "config", tmp_path / "state", tmp_path / "state" / ".")
+    store.load()
+    assert store.applied.endpoint(KEY) is not None
+    assert (tmp_path / "state" / APPLIED_FILE_NAME).read_text() == RECORD
+
+
 @pytest.fixture
 def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """ "file" or "directory" for every os.fsync, in order."""

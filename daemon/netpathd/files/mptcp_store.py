@@ -98,6 +98,8 @@ class MptcpStore:
         Copied first and removed after, so a start killed in between finds both; the
         one in the runtime dir is then the newer and the old one is only removed.
         """
+        if self.applied_path.parent.resolve() == self._old_applied_path.parent.resolve():
+            return  # --runtime-dir is the state dir: the record is already in place
         try:
             old = self._old_applied_path.read_bytes()
         except FileNotFoundError:
