@@ -12,8 +12,13 @@ route, creation):
 * the default domain (`.`) is claimed explicitly by `~.`, else automatically by the entries
   whose interface holds the best default route of their family; when no entry holds one,
   every non-VPN entry may claim it (NM's fallback);
-* a domain already claimed with a lower priority is lost; a domain under a parent claimed with
-  a lower *negative* priority is shadowed (NM's `_domain_track_is_shadowed()`).
+* a domain already claimed with a lower priority is lost.
+
+NetworkManager also lets a parent domain claimed with a lower *negative* priority shadow its
+subdomains (`_domain_track_is_shadowed()`).  Here the negative-priority exclusion of the order
+already decides that: when the lowest priority is negative only entries of exactly that
+priority are used, and otherwise no used entry is negative, so no claimant could ever be
+shadowed and there is no such rule.
 
 One deliberate difference: NetworkManager gives a domain claimed at *equal* priority to every
 claimant, and systemd-resolved then sends the query to all of them and takes the first answer
@@ -130,13 +135,6 @@ def domain_key(domain: str) -> str:
     return name or DEFAULT_DOMAIN
 
 
-def _parents(key: str) -> Iterable[str]:
-    labels = key.split(".")
-    for index in range(1, len(labels)):
-        yield ".".join(labels[index:])
-    yield DEFAULT_DOMAIN
-
-
 def _claimants(
     connections: Mapping[str, DnsConnection], result: DnsResult, state: NetState
 ) -> list[_Claimant]:
@@ -166,38 +164,28 @@ def _auto_default(claimants: list[_Claimant], state: NetState) -> set[int]:
     return fallback or set(range(len(claimants)))
 
 
-def _lose(claim: _Claim, claimant: _Claimant, why: str) -> None:
-    if claimant.conn.name == claim.claimant.conn.name:
-        return  # the same connection's other family: not a contest
-    if any(loser.connection == claimant.conn.name for loser in claim.losers):
-        return
-    claim.losers.append(
-        DomainLoser(claimant.conn.name, claimant.conn.interface_name, claimant.priority, why)
-    )
+def loss_reason(winner: str, winner_priority: int, winner_reason: str, priority: int) -> str:
+    """Why a claimant with `priority` lost a domain to the connection `winner`."""
+    if winner_priority < priority:
+        return f"{winner} claims it with lower priority {winner_priority}"
+    return f"same priority; {winner} ranks first: {winner_reason}"
 
 
 def _contest(claims: dict[str, _Claim], key: str, claimant: _Claimant, routing_only: bool) -> None:
     held = claims.get(key)
-    if held is not None:
-        winner = held.claimant
-        if winner.conn.name == claimant.conn.name:
-            held.routing_only = held.routing_only and routing_only
-        elif winner.priority < claimant.priority:
-            why = f"{winner.conn.name} claims it with lower priority {winner.priority}"
-            _lose(held, claimant, why)
-        else:
-            _lose(held, claimant, f"same priority; {winner.conn.name} ranks first: {winner.reason}")
+    if held is None:
+        claims[key] = _Claim(claimant, routing_only, [])
         return
-    for parent in _parents(key) if key != DEFAULT_DOMAIN else ():
-        shadow = claims.get(parent)
-        if shadow is not None and shadow.claimant.priority < min(claimant.priority, 0):
-            # NM: a negative priority on a parent domain takes its subdomains too.  The loser
-            # is recorded under the parent, which is where its queries go.
-            owner = shadow.claimant
-            why = f"{key} is shadowed by {parent} of {owner.conn.name} (priority {owner.priority})"
-            _lose(shadow, claimant, why)
-            return
-    claims[key] = _Claim(claimant, routing_only, [])
+    winner = held.claimant
+    if winner.conn.name == claimant.conn.name:
+        held.routing_only = held.routing_only and routing_only
+        return
+    if any(loser.connection == claimant.conn.name for loser in held.losers):
+        return
+    why = loss_reason(winner.conn.name, winner.priority, winner.reason, claimant.priority)
+    held.losers.append(
+        DomainLoser(claimant.conn.name, claimant.conn.interface_name, claimant.priority, why)
+    )
 
 
 def _servers_by_connection(claimants: list[_Claimant]) -> dict[str, tuple[NameServer, ...]]:
