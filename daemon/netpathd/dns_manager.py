@@ -4,8 +4,9 @@ Three layers of connections, highest first: runtime-only ones (set over D-Bus,
 gone at restart), persisted ones (set over D-Bus, kept in ``--state-dir``) and
 the administrator's (``--config-dir/dns.conf``, never written by netpathd).
 The order is `model.dns.order`, kept current one change at a time by
-`model.dns_index.DnsIndex`; the domain routes are `model.dns_plan`, built when a
-back-end that routes domains or a reader asks for them.  This class only feeds
+`model.dns_index.DnsIndex`; the domain routes are `model.dns_plan`, kept current
+the same way by `model.dns_routes.DnsRoutes` once a back-end that routes domains
+or a reader asks for them.  This class only feeds
 the index the effective connections and the network state, hands a changed plan
 to the back-end of the `[main] dns` mode (`dns_backends`, which it never looks
 into) and tells observers which properties moved.  Until at least one
@@ -19,6 +20,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from netpathd.dns_backends.base import DnsBackend
 from netpathd.dns_backends.resolv_file import ResolverFileBackend, ResolverFileWriter
@@ -30,9 +32,12 @@ from netpathd.files.state import DnsStateStore, StoredDns
 from netpathd.model import ra_dns, resolvconf
 from netpathd.model.dns import DnsConnection, DnsResult, GlobalDnsPriority
 from netpathd.model.dns_index import DnsIndex
-from netpathd.model.dns_plan import DnsMode, DnsPlan, ResolverFile, resolver_file, routed_plan
+from netpathd.model.dns_plan import DnsMode, DnsPlan, ResolverFile, resolver_file
 from netpathd.model.dns_settings import DnsConfig, merge_settings, parse_connections_file
 from netpathd.model.links import NetState
+
+if TYPE_CHECKING:
+    from netpathd.model.dns_routes import DnsRoutes
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +68,7 @@ class DnsManager:
         self._index = DnsIndex()
         self._resolver = ResolverFile()
         self._plan: DnsPlan | None = None  # the routed plan of the current state, once asked
+        self._routes: DnsRoutes | None = None  # follows the index from the first plan on
         self._applied: DnsPlan | None = None
         self._admin: dict[str, DnsConnection] = {}
         self._admin_global = GlobalDnsPriority()
@@ -93,9 +99,12 @@ class DnsManager:
         if not self._started:
             return DnsPlan()
         if self._plan is None:
-            self._plan = routed_plan(
-                self._index.connections, self._index.result, self._index.state, self._mode
-            )
+            if self._routes is None:
+                # Loaded on demand: in dns=default only ExplainDomains asks for routes.
+                from netpathd.model.dns_routes import DnsRoutes  # noqa: PLC0415
+
+                self._routes = DnsRoutes()
+            self._plan = self._routes.plan(self._index, self._mode)
         return self._plan
 
     @property

@@ -19,7 +19,7 @@ tens of milliseconds here.  `DnsIndex` gives the same `DnsResult` (the tests hol
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from netpathd.model.dns import (
     TRUST_AD,
@@ -136,6 +136,9 @@ class DnsIndex:
         self._with_trust_ad = 0
         self._exclusion: Candidate | None = None  # the lowest entry, when its priority is < 0
         self._result: DnsResult | None = None
+        # The connections placed again since take_journal(), for a reader that follows the
+        # order one change at a time (model.dns_routes); None: all of them.
+        self._journal: set[str] | None = None
 
     # -- reading ---------------------------------------------------------------
 
@@ -164,6 +167,20 @@ class DnsIndex:
         options = self._options.merged()
         trust_ad = self._with_servers > 0 and self._with_trust_ad == self._with_servers
         return (*options, TRUST_AD) if trust_ad else options
+
+    def used(self, name: str) -> list[Candidate]:
+        """The connection's entries that are used (contribute to the merge), in order."""
+        used = [cand for cand in self._active.get(name, ()) if self._used(cand)]
+        return sorted(used, key=Candidate.sort_key)
+
+    def take_journal(self) -> set[str] | None:
+        """The connections whose entries were placed again since the last call.
+
+        None: any of them may have changed (the first call, or a change that touched every
+        entry).  From the first call on, changes are recorded for the next.
+        """
+        touched, self._journal = self._journal, set()
+        return touched
 
     @property
     def result(self) -> DnsResult:
@@ -216,9 +233,13 @@ class DnsIndex:
         if not bound:
             del self._on_interface[conn.interface_name]
 
-    def _refresh(self, names: Iterable[str]) -> None:
+    def _refresh(self, names: Collection[str]) -> None:
         """Place the entries of `names` again; correct the merge where they list items."""
         self._result = None
+        if self._journal is not None:
+            self._journal.update(names)
+            if len(self._journal) > len(self._conns):
+                self._journal = None  # names that come and go: "all" is cheaper to keep
         left: list[Candidate] = []
         entered: list[Candidate] = []
         for name in names:
@@ -283,6 +304,7 @@ class DnsIndex:
         return active
 
     def _rebuild(self) -> None:
+        self._journal = None
         self._servers, self._searches, self._options = _FirstWins(), _FirstWins(), _FirstWins()
         self._with_servers = self._with_trust_ad = 0
         for key in self._keys:
