@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 from pathlib import Path
+from typing import Any, cast
+
+from dbus_fast import Message, MessageType
 
 from netpathd.dns_backends.base import BackendContext, PushingBackend
-from netpathd.dns_backends.dnsmasq import dnsmasq_argv, servers_ex
+from netpathd.dns_backends.dnsmasq import (
+    BUS_NAME,
+    OBJECT_PATH,
+    DnsmasqBackend,
+    dnsmasq_argv,
+    servers_ex,
+)
 from netpathd.dns_backends.resolv_file import ResolverFileWriter
-from netpathd.dns_backends.resolved import link_calls
+from netpathd.dns_backends.resolved import link_calls, link_changes
 from netpathd.files.resolv_conf import RcManager
 from netpathd.model.dns import DnsConnection, DnsFamilyConfig, GlobalDnsPriority
 from netpathd.model.dns_plan import DnsMode, DnsPlan, LinkDns, plan
@@ -82,6 +92,78 @@ def test_resolved_gets_one_links_whole_configuration_in_three_calls() -> None:
         ),
         ("SetLinkDefaultRoute", "ib", [7, True]),
     ]
+
+
+TUN = LinkDns(
+    ifindex=7,
+    interface_name="tun0",
+    connection="corp",
+    servers=(ipaddress.IPv4Address("198.51.100.53"),),
+    domains=(("corp.example", True),),
+    default_route=False,
+)
+
+
+def test_resolved_gets_only_the_parts_of_a_link_that_changed() -> None:
+    took_default = dataclasses.replace(TUN, domains=(*TUN.domains, (".", True)), default_route=True)
+    assert [member for member, _, _ in link_calls(took_default, TUN)] == [
+        "SetLinkDomains",
+        "SetLinkDefaultRoute",
+    ]
+    moved = dataclasses.replace(TUN, servers=(ipaddress.IPv4Address("198.51.100.54"),))
+    assert [member for member, _, _ in link_calls(moved, TUN)] == ["SetLinkDNS"]
+    assert link_calls(TUN, TUN) == []
+
+
+def test_resolved_is_told_only_of_the_links_whose_view_changed() -> None:
+    eth = dataclasses.replace(TUN, ifindex=3, interface_name="eth0", connection="wan")
+    gone = dataclasses.replace(TUN, ifindex=9, interface_name="wg0", connection="old")
+    same_value = dataclasses.replace(eth)  # equal, though another object
+    configured = {3: eth, 7: TUN, 9: gone}
+    moved = dataclasses.replace(TUN, default_route=True)
+    reverts, changed = link_changes(configured, (same_value, moved))
+    assert reverts == [9]
+    assert changed == [(moved, [("SetLinkDefaultRoute", "ib", [7, True])])]
+
+
+class FakeBus:
+    """Answers every call; records what dnsmasq would have been sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[list[list[str]]] = []
+
+    async def call(self, message: Message) -> Message:
+        self.sent.append(message.body[0])
+        return Message(message_type=MessageType.METHOD_RETURN, reply_serial=1)
+
+
+async def test_dnsmasq_is_sent_a_server_list_only_when_it_changes(tmp_path: Path) -> None:
+    bus = FakeBus()
+    files = ResolverFileWriter(tmp_path / "resolv.conf", tmp_path / "copy", RcManager.FILE)
+    context = BackendContext(cast(Any, bus), None, files, tmp_path, lambda _: None)
+    backend = DnsmasqBackend(context)
+    backend._process = cast(Any, object())  # as if _run_once had started one
+    state = NetState(
+        links={1: Link(1, "eth0", True), 2: Link(2, "tun0", True)},
+        default_routes=frozenset({DefaultRoute(Family.IPV4, 1, 100)}),
+    )
+    servers = (ipaddress.IPv4Address("198.51.100.53"),)
+    corp = DnsConnection("corp", "tun0", "vpn", ipv4=DnsFamilyConfig(servers, ("corp.example",)))
+    wan = DnsConnection("wan", "eth0", "ethernet", ipv4=DnsFamilyConfig(servers, ()), created_seq=1)
+
+    await backend.push(plan([corp, wan], state, GlobalDnsPriority(), DnsMode.DNSMASQ))
+    # Another priority decides no contest: the same list, nothing sent.
+    await backend.push(plan([corp, wan], state, GlobalDnsPriority(ipv4=20), DnsMode.DNSMASQ))
+    assert len(bus.sent) == 1
+    lab = dataclasses.replace(corp, ipv4=DnsFamilyConfig(servers, ("corp.example", "lab.test")))
+    await backend.push(plan([lab, wan], state, GlobalDnsPriority(), DnsMode.DNSMASQ))
+    assert len(bus.sent) == 2 and ["198.51.100.53@tun0", "corp.example", "lab.test"] in bus.sent[1]
+    # A restarted dnsmasq signals Up and has no servers: it gets the same list again.
+    up = Message.new_signal(OBJECT_PATH, BUS_NAME, "Up")
+    assert up.message_type is MessageType.SIGNAL
+    backend._on_message(up)
+    await backend.push(plan([lab, wan], state, GlobalDnsPriority(), DnsMode.DNSMASQ))
+    assert len(bus.sent) == 3 and bus.sent[2] == bus.sent[1]
 
 
 class RecordingBackend(PushingBackend):

@@ -94,6 +94,11 @@ class DnsmasqBackend(PushingBackend):
         self.starts = 0  # how many dnsmasq processes were started (Explain, tests)
         self._match = f"type='signal',sender='{BUS_NAME}',path='{OBJECT_PATH}',member='Up'"
         self._subscribed = False
+        # What the running dnsmasq last accepted.  SetServersEx replaces the whole list (there
+        # is no call for one server), so a change that routes nothing differently (a priority
+        # that decides no contest) sends nothing; a new or restarted dnsmasq gets it again.
+        self._pushed: list[list[str]] | None = None
+        self._instance = 0  # counts dnsmasq starts and Up signals: a reply to an older is stale
 
     def apply(self, plan: DnsPlan) -> None:
         if self._supervisor is None:
@@ -108,6 +113,10 @@ class DnsmasqBackend(PushingBackend):
         bus = self._context.bus
         if bus is None or self._process is None:
             raise BackendUnavailable("starting: dnsmasq is not running yet")
+        servers = servers_ex(plan)
+        if servers == self._pushed:
+            return
+        instance = self._instance
         try:
             reply = await asyncio.wait_for(
                 bus.call(
@@ -117,7 +126,7 @@ class DnsmasqBackend(PushingBackend):
                         interface=BUS_NAME,
                         member="SetServersEx",
                         signature="aas",
-                        body=[servers_ex(plan)],
+                        body=[servers],
                     )
                 ),
                 CALL_TIMEOUT,
@@ -132,6 +141,8 @@ class DnsmasqBackend(PushingBackend):
             detail = reply.body[0] if reply is not None and reply.body else ""
             name = reply.error_name if reply is not None else "no reply"
             raise BackendUnavailable(f"unavailable: SetServersEx refused: {name} {detail}".rstrip())
+        if instance == self._instance:
+            self._pushed = servers
 
     async def close(self) -> None:
         await self.stop_pushing()
@@ -184,6 +195,7 @@ class DnsmasqBackend(PushingBackend):
             self.set_state(f"unavailable: cannot start {binary}: {error.strerror}")
             return None
         self.starts += 1
+        self._forget_pushed()
         log.info("started dnsmasq (pid %d): %s", self._process.pid, " ".join(argv))
         # The first push fails until dnsmasq owns its name; `Up` wakes the pusher again.
         self.wake()
@@ -256,6 +268,10 @@ class DnsmasqBackend(PushingBackend):
         except TimeoutError:
             log.warning("could not subscribe to dnsmasq's Up signal: the bus did not answer")
 
+    def _forget_pushed(self) -> None:
+        self._pushed = None
+        self._instance += 1
+
     def _on_message(self, message: Message) -> bool | None:
         if (
             message.message_type is MessageType.SIGNAL
@@ -264,6 +280,7 @@ class DnsmasqBackend(PushingBackend):
             and message.interface == BUS_NAME
         ):
             log.info("dnsmasq is up: pushing the servers")
+            self._forget_pushed()
             self.wake()
         return None
 

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from dbus_fast import Message, MessageType
@@ -42,17 +43,46 @@ OWNER_MATCH = (
 )
 
 
-def link_calls(link: LinkDns) -> list[tuple[str, str, list[Any]]]:
-    """The three calls that give resolved one link's whole configuration."""
-    servers = [
-        [socket.AF_INET if server.version == 4 else socket.AF_INET6, server.packed]
-        for server in link.servers
-    ]
-    return [
-        ("SetLinkDNS", "ia(iay)", [link.ifindex, servers]),
-        ("SetLinkDomains", "ia(sb)", [link.ifindex, [list(d) for d in link.domains]]),
-        ("SetLinkDefaultRoute", "ib", [link.ifindex, link.default_route]),
-    ]
+Call = tuple[str, str, list[Any]]
+
+
+def link_calls(link: LinkDns, configured: LinkDns | None = None) -> list[Call]:
+    """The calls that take one link from `configured` (None: nothing known) to `link`.
+
+    Only the parts that differ are sent, servers before domains, so a link never routes a
+    domain it has no servers for (resolved would answer it from no server at all).
+    """
+    calls: list[Call] = []
+    if configured is None or configured.servers != link.servers:
+        servers = [
+            [socket.AF_INET if server.version == 4 else socket.AF_INET6, server.packed]
+            for server in link.servers
+        ]
+        calls.append(("SetLinkDNS", "ia(iay)", [link.ifindex, servers]))
+    if configured is None or configured.domains != link.domains:
+        calls.append(("SetLinkDomains", "ia(sb)", [link.ifindex, [list(d) for d in link.domains]]))
+    if configured is None or configured.default_route != link.default_route:
+        calls.append(("SetLinkDefaultRoute", "ib", [link.ifindex, link.default_route]))
+    return calls
+
+
+def link_changes(
+    configured: Mapping[int, LinkDns], links: Iterable[LinkDns]
+) -> tuple[list[int], list[tuple[LinkDns, list[Call]]]]:
+    """The links to revert, and the calls for each link whose view differs from resolved's.
+
+    Unchanged links are the same objects from one plan to the next (model.dns_routes), so
+    the comparison is an identity check for all but the changed ones.
+    """
+    wanted: dict[int, LinkDns] = {}
+    changed = []
+    for link in links:
+        wanted[link.ifindex] = link
+        known = configured.get(link.ifindex)
+        if known is not link and known != link:
+            changed.append((link, link_calls(link, known)))
+    reverts = sorted(ifindex for ifindex in configured if ifindex not in wanted)
+    return reverts, changed
 
 
 class ResolvedBackend(PushingBackend):
@@ -71,16 +101,14 @@ class ResolvedBackend(PushingBackend):
         if bus is None:
             raise BackendUnavailable("starting: not connected to the bus yet")
         await self._subscribe(bus)
-        wanted = {link.ifindex: link for link in plan.links}
-        for ifindex in sorted(set(self._configured) - set(wanted)):
+        reverts, changed = link_changes(self._configured, plan.links)
+        for ifindex in reverts:
             await self._call(bus, "RevertLink", "i", [ifindex])
             del self._configured[ifindex]
-        for ifindex, link in wanted.items():
-            if self._configured.get(ifindex) == link:
-                continue
-            for member, signature, body in link_calls(link):
+        for link, calls in changed:
+            for member, signature, body in calls:
                 await self._call(bus, member, signature, body)
-            self._configured[ifindex] = link
+            self._configured[link.ifindex] = link
 
     async def close(self) -> None:
         await self.stop_pushing()
