@@ -19,7 +19,7 @@ from netpathd.dns_backends.dnsmasq import (
     servers_ex,
 )
 from netpathd.dns_backends.resolv_file import ResolverFileWriter
-from netpathd.dns_backends.resolved import link_calls, link_changes
+from netpathd.dns_backends.resolved import ResolvedBackend, link_calls, link_changes
 from netpathd.files.resolv_conf import RcManager
 from netpathd.model.dns import DnsConnection, DnsFamilyConfig, GlobalDnsPriority
 from netpathd.model.dns_plan import DnsMode, DnsPlan, LinkDns, plan
@@ -198,3 +198,54 @@ async def test_a_resolver_file_that_cannot_be_written_is_a_state_not_a_dead_push
     assert await asyncio.wait_for(states.get(), 5) == "running"
     assert len(backend.pushed) == 2
     await backend.close()
+
+
+class ResolvedBus(FakeBus):
+    """resolved as measured: a link the kernel deleted is NoSuchLink ("Link 5 not known")."""
+
+    def __init__(self, known: set[int]) -> None:
+        super().__init__()
+        self.known = known
+        self.calls: list[tuple[str, int]] = []
+
+    def add_message_handler(self, handler: object) -> None:
+        """Signals never come here."""
+
+    async def call(self, message: Message) -> Message:
+        if message.destination == "org.freedesktop.DBus":
+            return Message(message_type=MessageType.METHOD_RETURN, reply_serial=1)
+        ifindex = message.body[0]
+        self.calls.append((message.member, ifindex))
+        if ifindex in self.known:
+            return Message(message_type=MessageType.METHOD_RETURN, reply_serial=1)
+        return Message(
+            message_type=MessageType.ERROR,
+            reply_serial=1,
+            error_name="org.freedesktop.resolve1.NoSuchLink",
+            signature="s",
+            body=[f"Link {ifindex} not known"],
+        )
+
+
+async def test_a_deleted_link_does_not_stop_resolved_from_getting_the_others(
+    tmp_path: Path,
+) -> None:
+    """A VPN link deleted: resolved forgot it already, so its RevertLink is NoSuchLink."""
+    bus = ResolvedBus({1, 2})
+    files = ResolverFileWriter(tmp_path / "resolv.conf", tmp_path / "copy", RcManager.FILE)
+    backend = ResolvedBackend(BackendContext(cast(Any, bus), None, files, tmp_path, print))
+    eth, tun = Link(1, "eth0", True), Link(2, "tun0", True)
+    servers = (ipaddress.IPv4Address("198.51.100.53"),)
+    corp = DnsConnection("corp", "tun0", "vpn", ipv4=DnsFamilyConfig(servers, ("~corp.example",)))
+    wan = DnsConnection("wan", "eth0", "ethernet", ipv4=DnsFamilyConfig(servers), created_seq=1)
+    both = NetState(links={1: eth, 2: tun})
+    await backend.push(plan([corp, wan], both, GlobalDnsPriority(), DnsMode.SYSTEMD_RESOLVED))
+    bus.known.discard(2)  # the kernel deleted tun0, and resolved followed
+    lab = dataclasses.replace(wan, ipv4=DnsFamilyConfig(servers, ("~lab.example",)))
+    only_eth = NetState(links={1: eth})
+    await backend.push(plan([corp, lab], only_eth, GlobalDnsPriority(), DnsMode.SYSTEMD_RESOLVED))
+    assert ("RevertLink", 2) in bus.calls
+    assert bus.calls[-1] == ("SetLinkDomains", 1)
+    bus.calls.clear()
+    await backend.push(plan([corp, lab], only_eth, GlobalDnsPriority(), DnsMode.SYSTEMD_RESOLVED))
+    assert bus.calls == []  # nothing left to revert or to send

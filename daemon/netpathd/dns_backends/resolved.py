@@ -37,6 +37,7 @@ OBJECT_PATH = "/org/freedesktop/resolve1"
 INTERFACE = "org.freedesktop.resolve1.Manager"
 STUB_RESOLV_CONF = "/run/systemd/resolve/stub-resolv.conf"
 CALL_TIMEOUT = 5.0
+NO_SUCH_LINK = "org.freedesktop.resolve1.NoSuchLink"
 OWNER_MATCH = (
     "type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
     f"member='NameOwnerChanged',arg0='{BUS_NAME}'"
@@ -85,6 +86,11 @@ def link_changes(
     return reverts, changed
 
 
+class _LinkGone(Exception):
+    """resolved does not know the ifindex: the kernel deleted the link, and resolved, which
+    follows the kernel itself, dropped its configuration with it ("Link 5 not known")."""
+
+
 class ResolvedBackend(PushingBackend):
     mode = DnsMode.SYSTEMD_RESOLVED
 
@@ -103,11 +109,17 @@ class ResolvedBackend(PushingBackend):
         await self._subscribe(bus)
         reverts, changed = link_changes(self._configured, plan.links)
         for ifindex in reverts:
-            await self._call(bus, "RevertLink", "i", [ifindex])
+            with contextlib.suppress(_LinkGone):  # nothing left to revert
+                await self._call(bus, "RevertLink", "i", [ifindex])
             del self._configured[ifindex]
         for link, calls in changed:
-            for member, signature, body in calls:
-                await self._call(bus, member, signature, body)
+            try:
+                for member, signature, body in calls:
+                    await self._call(bus, member, signature, body)
+            except _LinkGone:
+                # Deleted after this plan was made: the next plan, without it, follows.
+                self._configured.pop(link.ifindex, None)
+                continue
             self._configured[link.ifindex] = link
 
     async def close(self) -> None:
@@ -118,6 +130,8 @@ class ResolvedBackend(PushingBackend):
         for ifindex in sorted(self._configured):
             try:
                 await self._call(bus, "RevertLink", "i", [ifindex])
+            except _LinkGone:
+                pass
             except BackendUnavailable as error:
                 log.warning("could not revert ifindex %d in resolved: %s", ifindex, error)
         self._configured.clear()
@@ -146,6 +160,8 @@ class ResolvedBackend(PushingBackend):
         if reply is None or reply.message_type is not MessageType.ERROR:
             return
         text = reply.body[0] if reply.body else ""
+        if reply.error_name == NO_SUCH_LINK:
+            raise _LinkGone(text)
         if reply.error_name in ("org.freedesktop.DBus.Error.ServiceUnknown",):
             raise BackendUnavailable("unavailable: systemd-resolved is not on the bus")
         raise BackendUnavailable(
