@@ -76,14 +76,11 @@ def _key_text(key: EndpointKey) -> str:
 
 
 def after_reply(report: Callable[[], None]) -> None:
-    """Run ``report`` (a log line) once the task serving the current call is done.
+    """Run ``report`` (a log line) when the current task is done, at once outside one.
 
-    The reply to a D-Bus call goes out from a done callback that dbus-fast adds to
-    the handler's task before it runs (``_coroutine_method_handler`` in
-    ``dbus_fast/aio/message_bus.py``), and done callbacks run in the order they
-    were added: so the journal write, about 40 µs of an ``AddEndpointRuntime``
-    (issue 13), follows the reply instead of delaying it, in the same turn of
-    the loop.  Outside a task the report is made at once.
+    dbus-fast replies from a done callback it adds before the handler's task runs
+    (``dbus_fast/aio/message_bus.py``), and those run in order: the journal write,
+    about 40 µs of an ``AddEndpointRuntime`` (issue 13), follows the reply.
     """
     try:
         task = asyncio.current_task()

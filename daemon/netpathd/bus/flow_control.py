@@ -247,10 +247,11 @@ class FlowControlledBus(MessageBus):
         future: asyncio.Future[None] = self._loop.create_future()
         idle = not writer.messages
         writer.messages.append((data, None, future))
-        if idle:
-            writer._write_without_remove_writer()
-        if writer.buf is not None or writer.messages:
-            self._loop.add_writer(writer.fd, writer.write_callback)
+        if self.unique_name:  # connected: as schedule_write, write now when nothing waits
+            if idle:
+                writer._write_without_remove_writer()
+            if writer.buf is not None or writer.messages:
+                self._loop.add_writer(writer.fd, writer.write_callback)
         return future
 
     # -- coalesced signals ---------------------------------------------------------------
