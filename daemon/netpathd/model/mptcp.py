@@ -72,9 +72,16 @@ def flags_to_word(flags: Iterable[EndpointFlag]) -> int:
     return word
 
 
+_KNOWN_BITS = sum(_FLAG_BITS.values())
+_FLAGS_BY_WORD = tuple(
+    frozenset(flag for flag, bit in _FLAG_BITS.items() if word & bit)
+    for word in range(_KNOWN_BITS + 1)
+)  # every endpoint of every dump is decoded: one lookup instead of a walk of the enum
+
+
 def flags_from_word(word: int) -> frozenset[EndpointFlag]:
     """Bits this code does not know are dropped: a newer kernel may add flags."""
-    return frozenset(flag for flag in EndpointFlag if word & flag.bit)
+    return _FLAGS_BY_WORD[word & _KNOWN_BITS]
 
 
 @dataclass(frozen=True, slots=True)
