@@ -107,11 +107,11 @@ class Limits:
 def parse_flags(names: Iterable[str]) -> frozenset[EndpointFlag]:
     """Flag names as a client sends them (``["signal", "backup"]``) to flags."""
     flags = set()
-    known = ", ".join(flag.value for flag in EndpointFlag if flag in REQUESTABLE_FLAGS)
     for name in names:
         try:
             flag = EndpointFlag(name)
         except ValueError:
+            known = ", ".join(flag.value for flag in EndpointFlag if flag in REQUESTABLE_FLAGS)
             hint = did_you_mean(name, (known_flag.value for known_flag in REQUESTABLE_FLAGS))
             raise InvalidArgument(
                 f"unknown endpoint flag {name!r} (known: {known}){hint}"
