@@ -1,11 +1,9 @@
 """A netpathd killed (SIGKILL) at any step knows its endpoints again and leaves no litter.
 
 The daemon is stopped exactly between two steps without a hook in its code:
-the file the next step writes is replaced by a FIFO.  ``write_atomic`` reads
-the current content first, and opening a FIFO to read blocks until a writer
-comes, so the test's own open for writing returns at the very moment the
-daemon is inside that step, with every earlier step done.  Then it is killed.
-The kernel is the witness afterwards (``ip mptcp endpoint show``).
+strace kills it as its atomic writer first touches the file the next step
+writes, with every earlier step done (``killed_while_writing``).  The kernel is
+the witness afterwards (``ip mptcp endpoint show``).
 """
 
 from __future__ import annotations
@@ -34,15 +32,18 @@ ADD = ["192.0.2.5", ["subflow"], "", 0, 0]
 async def killed_while_writing(daemon: Daemon, path: Path) -> AsyncIterator[None]:
     """Run the body's call, SIGKILL the daemon as it opens ``path`` to write it.
 
-    strace's fault injection delivers the signal on entry to that ``openat`` (the
-    atomic writer first opens the file to compare), so the kill lands exactly
-    between the steps before and after that write, with no hook in netpathd.
+    strace's fault injection delivers the signal on entry to the first stat of
+    that path: ``replace_atomic`` begins with the ``lstat`` that keeps the file's
+    mode, and never opens the file itself (strace 6.1's ``-P`` does not see a
+    rename's target), so the kill lands exactly between the steps before and
+    after that write, with no hook in netpathd.
     """
     pid = daemon.process.pid
     threads = len(os.listdir(f"/proc/{pid}/task"))
+    stat = "%fstat,statx"  # glibc's lstat() is newfstatat(), or statx() in some builds
     tracer = await asyncio.create_subprocess_exec(
         "strace", "-f", "-p", str(pid), "-P", str(path),
-        "-e", "trace=openat", "-e", "inject=openat:signal=SIGKILL", "-o", "/dev/null",
+        "-e", f"trace={stat}", "-e", f"inject={stat}:signal=SIGKILL", "-o", "/dev/null",
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert tracer.stderr is not None

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import pytest
-from dbus_fast import Message, MessageType
+from dbus_fast import Message, MessageFlag, MessageType
 from dbus_fast.aio import MessageBus
 from dbus_fast.annotations import DBusUInt32
 from dbus_fast.service import (
@@ -58,6 +58,18 @@ class Probe(ServiceInterface):
     def Tick(self, number: int) -> DBusUInt32:
         return number
 
+    @dbus_method()
+    async def Count(self) -> DBusUInt32:
+        """What an endpoint call does: change, tell observers, reply."""
+        self.count()
+        self.Tick(self.counter)
+        return self.counter
+
+    @dbus_method()
+    async def CountThenWait(self) -> None:
+        self.count()
+        await self.gate.wait()
+
     def count(self) -> None:
         self.counter += 1
         self.emit_properties_changed({"Counter": self.counter})
@@ -87,8 +99,8 @@ def stopped(bus: PrivateBus) -> Iterator[None]:
         bus.process.send_signal(signal.SIGCONT)
 
 
-def call(member: str) -> Message:
-    return Message(destination=NAME, path=PATH, interface=INTERFACE, member=member)
+def call(member: str, flags: MessageFlag = MessageFlag.NONE) -> Message:
+    return Message(destination=NAME, path=PATH, interface=INTERFACE, member=member, flags=flags)
 
 
 async def test_calls_beyond_the_bound_are_refused_at_once(bus: PrivateBus) -> None:
@@ -195,3 +207,74 @@ async def test_unknown_names_are_not_echoed_in_full(daemon: Daemon, bus: Private
             await client.get("org.netpathd1.Manager", "Verison")
         assert '"Verison"' in caught.value.text  # a short name still reads back whole
         assert await client.get("org.netpathd1.Manager", "State") == "running"
+
+
+class RecordedWrites:
+    """The service's socket as its writer sees it, keeping what each send() wrote."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self.writes: list[bytes] = []
+
+    def send(self, data: bytes | memoryview) -> int:
+        sent: int = self._sock.send(data)
+        self.writes.append(bytes(data[:sent]))
+        return sent
+
+
+def message_types(data: bytes) -> list[MessageType]:
+    """The type of every whole D-Bus message in ``data`` (little-endian, as dbus-fast writes)."""
+    types, offset = [], 0
+    while offset + 16 <= len(data):
+        body = int.from_bytes(data[offset + 4 : offset + 8], "little")
+        fields = int.from_bytes(data[offset + 12 : offset + 16], "little")
+        header = 16 + fields + (-(16 + fields) % 8)
+        types.append(MessageType(data[offset + 1]))
+        offset += header + body
+    return types
+
+
+async def test_a_calls_signals_go_out_with_its_reply_in_one_write(bus: PrivateBus) -> None:
+    """One write, signals first: the bus daemon is woken once, and every client still
+    sees PropertiesChanged before the reply."""
+    async with probe_service(bus) as (service, _), bus_client(bus.address) as client:
+        writer: Any = service._writer
+        recorded = writer.sock = RecordedWrites(writer.sock)
+        reply = await asyncio.wait_for(client.bus.call(call("Count")), TIMEOUT)
+        assert reply is not None and reply.body == [1]
+        signal, reply_type = MessageType.SIGNAL, MessageType.METHOD_RETURN
+        assert [message_types(data) for data in recorded.writes] == [[signal, signal, reply_type]]
+        assert client.changes.get_nowait() == (INTERFACE, {"Counter": 1})
+        assert client.signals.get_nowait() == ("Tick", [1])
+
+
+async def test_a_handler_that_goes_on_waiting_does_not_hold_its_signals(
+    bus: PrivateBus,
+) -> None:
+    async with probe_service(bus) as (_, probe), bus_client(bus.address) as client:
+        reply = asyncio.ensure_future(client.bus.call(call("CountThenWait")))
+        async with asyncio.timeout(TIMEOUT):
+            assert await client.changes.get() == (INTERFACE, {"Counter": 1})
+        assert not reply.done()
+        probe.gate.set()
+        async with asyncio.timeout(TIMEOUT):
+            answer = await reply
+        assert answer is not None and answer.message_type is MessageType.METHOD_RETURN
+
+
+async def test_signals_of_a_call_that_wants_no_reply_still_go_out(bus: PrivateBus) -> None:
+    async with probe_service(bus) as _, bus_client(bus.address) as client:
+        await client.bus.send(call("Count", MessageFlag.NO_REPLY_EXPECTED))
+        async with asyncio.timeout(TIMEOUT):
+            assert await client.changes.get() == (INTERFACE, {"Counter": 1})
+            assert await client.signals.get() == ("Tick", [1])
+
+
+async def test_a_signal_outside_any_call_goes_out_at_once(bus: PrivateBus) -> None:
+    async with probe_service(bus) as (service, probe), bus_client(bus.address) as client:
+        writer: Any = service._writer
+        recorded = writer.sock = RecordedWrites(writer.sock)
+        probe.count()
+        assert [message_types(data) for data in recorded.writes] == [[MessageType.SIGNAL]]
+        async with asyncio.timeout(TIMEOUT):
+            assert await client.changes.get() == (INTERFACE, {"Counter": 1})

@@ -1,4 +1,4 @@
-"""write_atomic: all or nothing, skipped when unchanged, mode kept."""
+"""write_atomic and replace_atomic: all or nothing, mode kept; unchanged content skipped."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from netpathd.errors import Failed
-from netpathd.files.atomic import remove_stale_temporaries, write_atomic, write_new_files_durably
+from netpathd.files.atomic import (
+    remove_stale_temporaries,
+    replace_atomic,
+    write_atomic,
+    write_new_files_durably,
+)
 from tests.support.fifo import fifo_at
 
 
@@ -172,3 +177,95 @@ def test_files_written_together_leave_no_temporary_when_one_cannot_be_placed(
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.conf", "b.conf"]
     assert (tmp_path / "a.conf").read_bytes() == b"a"
+
+
+# -- replace_atomic: for the only writer of a file, which knows the content changed --------
+
+
+def test_replace_never_reads_the_old_file(tmp_path: Path) -> None:
+    """A FIFO in the file's place would block any read: the write goes past it at once."""
+    target = tmp_path / "mptcp-applied.conf"
+    with fifo_at(target):
+        started = time.monotonic()
+        replace_atomic(target, b"[automatic]\n", durable=False)
+    assert time.monotonic() - started < 2
+    assert target.read_bytes() == b"[automatic]\n"
+    assert stat.S_ISREG(target.stat().st_mode)
+
+
+def test_replace_keeps_the_mode_and_gives_a_new_file_0644_regardless_of_umask(
+    tmp_path: Path,
+) -> None:
+    kept, new = tmp_path / "kept", tmp_path / "new"
+    kept.write_bytes(b"old\n")
+    kept.chmod(0o600)
+    old = os.umask(0o077)
+    try:
+        replace_atomic(kept, b"new\n")
+        replace_atomic(new, b"new\n")
+    finally:
+        os.umask(old)
+    assert (mode_of(kept), mode_of(new)) == (0o600, 0o644)
+    assert kept.read_bytes() == new.read_bytes() == b"new\n"
+    assert sorted(os.listdir(tmp_path)) == ["kept", "new"]
+
+
+def test_replace_makes_the_missing_directory_when_asked(tmp_path: Path) -> None:
+    target = tmp_path / "run" / "netpathd" / "f"
+    with pytest.raises(Failed, match=f"cannot write {target}: No such file or directory"):
+        replace_atomic(target, b"x", durable=False)
+    replace_atomic(target, b"x", durable=False, make_directory=True)
+    assert target.read_bytes() == b"x"
+
+
+@pytest.mark.parametrize(("durable", "synced"), [(True, ["file", "directory"]), (False, [])])
+def test_replace_syncs_file_and_directory_only_when_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool, synced: list[str]
+) -> None:
+    calls: list[str] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        calls.append("directory" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    replace_atomic(tmp_path / "f", b"data", durable=durable)
+    assert (tmp_path / "f").read_bytes() == b"data"
+    assert calls == synced
+
+
+@pytest.mark.parametrize("failing", ["fsync", "replace"])
+def test_a_failed_replace_leaves_the_old_file_and_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    target = tmp_path / "f"
+    target.write_bytes(b"old\n")
+
+    def broken(*_: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, failing, broken)
+    with pytest.raises(Failed) as info:
+        replace_atomic(target, b"new\n")
+    assert info.value.message == f"cannot write {target}: Input/output error"
+    assert target.read_bytes() == b"old\n"
+    assert os.listdir(tmp_path) == ["f"]
+
+
+def test_what_a_killed_replace_leaves_is_removed_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "mptcp.conf"
+
+    def killed(*_: object) -> None:
+        raise Killed
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "replace", killed)
+        for _ in range(3):
+            with pytest.raises(Killed):
+                replace_atomic(target, b"new\n")
+    assert len(os.listdir(tmp_path)) == 3
+    remove_stale_temporaries(target)
+    assert os.listdir(tmp_path) == []

@@ -14,6 +14,7 @@ from netpathd.model.mptcp_config import (
     EndpointConfig,
     MptcpConfig,
     first_mixed_families_warning,
+    flag_names,
     merge,
     parse_config,
     plan_endpoints,
@@ -227,3 +228,12 @@ def test_mixed_families_warning_names_both_addresses() -> None:
     warning = first_mixed_families_warning([EndpointConfig(A), EndpointConfig(C)])
     assert warning is not None
     assert "2001:db8::1 is IPv6 but 192.0.2.1 is IPv4" in warning
+
+
+def test_flag_names_are_in_ip_order_whatever_iterable_holds_them() -> None:
+    """Each flag was looked up in a set built again from the iterable, so a generator
+    was used up by the first lookup and the other flags went missing."""
+    flags = [EndpointFlag.BACKUP, EndpointFlag.SUBFLOW, EndpointFlag.SIGNAL]
+    assert flag_names(frozenset(flags)) == ["signal", "subflow", "backup"]
+    assert flag_names(flag for flag in flags) == ["signal", "subflow", "backup"]
+    assert flag_names([]) == []

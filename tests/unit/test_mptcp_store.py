@@ -90,3 +90,48 @@ def test_a_persisted_change_syncs_the_state_file_once(tmp_path: Path, fsyncs: li
     store.record_add(EndpointConfig(*KEY), runtime=False)
     assert fsyncs == ["file", "directory"]
     assert '[endpoint "192.0.2.9"]' in (tmp_path / "state" / CONFIG_FILE_NAME).read_text()
+
+
+def test_the_same_persisted_configuration_is_not_written_again(tmp_path: Path) -> None:
+    """Compared in memory (the store is the file's only writer): an idempotent call
+    leaves the file, its inode and its mtime alone."""
+    store = store_in(tmp_path)
+    config = store.persisted.with_endpoint(EndpointConfig(*KEY))
+    store.persist(config)
+    path = tmp_path / "state" / CONFIG_FILE_NAME
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    before = path.stat()
+    store.persist(config)
+    after = path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, 1_000_000_000)
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The name of every file os.open opens."""
+    names: list[str] = []
+    real = os.open
+
+    def recording(path: str, flags: int, mode: int = 0o777, **kwargs: object) -> int:
+        names.append(os.path.basename(path))
+        return real(path, flags, mode, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", recording)
+    return names
+
+
+def test_an_endpoint_call_opens_only_the_temporary_files_it_renames(
+    tmp_path: Path, opened: list[str]
+) -> None:
+    """Both records are only written, never read back to compare: the store knows
+    what it wrote (issue 13: the read cost a fifth of an AddEndpointRuntime)."""
+    for folder in ("state", "run"):
+        (tmp_path / folder).mkdir()
+    store = store_in(tmp_path)
+    opened.clear()  # what loading read
+    store.record_add(EndpointConfig(*KEY), runtime=True)  # the applied record, on tmpfs
+    store.record_add(EndpointConfig(parse_address("192.0.2.10"), 0), runtime=False)
+    assert len(opened) == 3, opened  # the two temporaries and the state directory's fsync
+    assert opened[0].startswith(f".{APPLIED_FILE_NAME}.") and opened[0].endswith(".tmp")
+    assert opened[1].startswith(f".{CONFIG_FILE_NAME}.") and opened[1].endswith(".tmp")
+    assert opened[2] == "state"

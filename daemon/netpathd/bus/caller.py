@@ -53,8 +53,21 @@ def _remember(message: Message) -> None:
 
 
 def watch_calls(bus: MessageBus) -> None:
-    """Record every incoming method call for `current_caller()`; call before exporting."""
+    """Record every incoming method call for `current_caller()`; call before exporting.
+
+    Asked twice (the flow control and the authorizer both need it), the call is
+    recorded twice: the same message in the same variable.
+    """
     bus.add_message_handler(_remember)
+
+
+def current_call() -> Message | None:
+    """The method call being served here, if any: in its handler, the last one recorded.
+
+    Outside a handler's task this may be a call already answered (the bus reader's own
+    context keeps the last one): check it against what still waits for a reply.
+    """
+    return _current_call.get()
 
 
 def current_caller() -> Caller:

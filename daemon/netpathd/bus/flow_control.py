@@ -19,6 +19,12 @@ allowed calls used to take netpathd down (issue 8 item 1):
 * **Coalesced signals.** While the write queue is backed up, PropertiesChanged of one
   interface merge into one signal and other signals wait in a bounded queue (the oldest
   are dropped and counted in the log), so bursts cannot grow memory without bound.
+* **A call's signals ride with its reply.** Signals sent while a method call is served
+  (its PropertiesChanged) wait for that call's reply and go out before it in the same
+  write: the bus daemon is woken once instead of once per message, which was about
+  30 µs of every ``AddEndpointRuntime`` (issue 13).  Any other message sends them
+  first, and a handler that goes on awaiting sends them two turns of the loop later,
+  so no signal is reordered or held for long.
 * **Bounded error text.** dbus-fast echoes the object path, interface and property names
   of a failed ``Properties`` call into its error, which lets the caller pick the reply
   size; those errors are answered here with the names cut short.
@@ -38,6 +44,7 @@ from dbus_fast.aio import MessageBus
 from dbus_fast.aio.message_bus import _MessageWriter
 from dbus_fast.service import ServiceInterface
 
+from netpathd.bus.caller import current_call, watch_calls
 from netpathd.errors import Failed, LimitsExceeded
 
 log = logging.getLogger(__name__)
@@ -84,6 +91,8 @@ def install_draining_writes(bus: MessageBus) -> None:
         and hasattr(writer, "buf")
         and not writer.negotiate_unix_fd  # fd passing would use sendmsg, not wrapped here
         and {"sock", "send"} <= set(names)
+        and callable(getattr(writer, "_write_without_remove_writer", None))  # _send_together
+        and isinstance(getattr(writer, "fd", None), int)
     )
     if not usable:
         raise Failed(
@@ -127,8 +136,11 @@ class FlowControlledBus(MessageBus):
         self._dropped_signals = 0
         self._last_write: asyncio.Future[None] | None = None
         self._flush_armed = False
+        self._corked: list[Message] = []  # signals waiting for the reply to _corked_for
+        self._corked_for: tuple[str, int] = ("", 0)  # (sender, serial) of that call
         self.add_message_handler(self._admit)
         self.add_message_handler(self._refuse_unknown_names)
+        watch_calls(self)
 
     async def connect(self) -> MessageBus:
         await super().connect()
@@ -145,9 +157,20 @@ class FlowControlledBus(MessageBus):
         """
 
     def send(self, msg: Message) -> asyncio.Future[None]:  # type: ignore[override]  # as aio's
-        if msg.message_type is MessageType.SIGNAL and self._write_backlog() >= SIGNAL_BACKLOG:
-            return self._hold(msg)
-        future: asyncio.Future[None] = super().send(msg)
+        if msg.message_type is MessageType.SIGNAL:
+            if self._write_backlog() >= SIGNAL_BACKLOG:
+                return self._hold(msg)
+            if (call := self._call_awaiting_reply()) is not None:
+                return self._cork(msg, call)
+        future: asyncio.Future[None]
+        if not self._corked:
+            future = super().send(msg)
+        elif msg.reply_serial and (msg.destination, msg.reply_serial) == self._corked_for:
+            future = self._send_together([*self._corked, msg])
+            self._corked.clear()
+        else:
+            self._uncork()
+            future = super().send(msg)
         self._last_write = future
         caller = msg.destination or ""
         pending = self._pending.get(caller)
@@ -183,6 +206,53 @@ class FlowControlledBus(MessageBus):
             pending.discard(serial)
             if not pending:
                 del self._pending[sender]
+
+    # -- a call's signals with its reply ---------------------------------------------------
+
+    def _call_awaiting_reply(self) -> tuple[str, int] | None:
+        """(sender, serial) of the call being served here, while its reply is still due."""
+        call = current_call()
+        if call is None or not call.sender:
+            return None
+        if call.serial not in self._pending.get(call.sender, ()):
+            return None  # answered already, or the caller wants no reply
+        return call.sender, call.serial
+
+    def _cork(self, msg: Message, call: tuple[str, int]) -> asyncio.Future[None]:
+        if self._corked and self._corked_for != call:
+            self._uncork()
+        if not self._corked:
+            self._corked_for = call
+            # Two hops: the reply's own callback, queued when the handler returns, runs
+            # between them; a handler still awaiting then lets the signals go alone.
+            self._loop.call_soon(self._loop.call_soon, self._uncork)
+        self._corked.append(msg)
+        done: asyncio.Future[None] = self._loop.create_future()
+        done.set_result(None)
+        return done
+
+    def _uncork(self) -> None:
+        if self._corked and self.connected:
+            self._last_write = self._send_together(self._corked)
+        self._corked.clear()
+
+    def _send_together(self, messages: list[Message]) -> asyncio.Future[None]:
+        """``messages`` in order, in one write; what aio's ``send`` does for one."""
+        writer: Any = self._writer
+        data = bytearray()
+        for message in messages:
+            if not message.serial:
+                message.serial = self.next_serial()
+            data += message._marshall(False)
+        future: asyncio.Future[None] = self._loop.create_future()
+        idle = not writer.messages
+        writer.messages.append((data, None, future))
+        if self.unique_name:  # connected: as schedule_write, write now when nothing waits
+            if idle:
+                writer._write_without_remove_writer()
+            if writer.buf is not None or writer.messages:
+                self._loop.add_writer(writer.fd, writer.write_callback)
+        return future
 
     # -- coalesced signals ---------------------------------------------------------------
 

@@ -203,9 +203,9 @@ class MptcpInterface(TcpToMptcpMembers):
         port: DBusUInt16,
         id: DBusUInt32,
     ) -> DBusUInt32:
-        endpoint_request(address, flags, interface, port, id)
+        config = endpoint_request(address, flags, interface, port, id)
         await self._polkit.authorize(INTERFACE, "AddEndpoint", endpoint=address)
-        return await self._mptcp.add_endpoint(address, flags, interface, port, id, runtime=False)
+        return await self._mptcp.add_endpoint(config, runtime=False)
 
     @dbus_method()
     @dbus_errors
@@ -217,9 +217,9 @@ class MptcpInterface(TcpToMptcpMembers):
         port: DBusUInt16,
         id: DBusUInt32,
     ) -> DBusUInt32:
-        endpoint_request(address, flags, interface, port, id)
+        config = endpoint_request(address, flags, interface, port, id)
         await self._polkit.authorize(INTERFACE, "AddEndpointRuntime", endpoint=address)
-        return await self._mptcp.add_endpoint(address, flags, interface, port, id, runtime=True)
+        return await self._mptcp.add_endpoint(config, runtime=True)
 
     @dbus_method()
     @dbus_errors

@@ -11,6 +11,7 @@ at all: a rewrite would wake every inotify watcher and change the mtime for noth
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -26,6 +27,7 @@ DEFAULT_MODE = 0o644
 _TEMP_SUFFIX = ".tmp"
 # mkstemp's random part: 8 characters of tempfile._RandomNameSequence (CPython 3.11-3.13).
 _TEMP_RANDOM = "[a-z0-9_]{8}"
+_TEMP_ATTEMPTS = 100  # names tried before giving up (tempfile tries 10,000)
 
 
 def _temp_prefix(target: Path) -> str:
@@ -106,6 +108,70 @@ def write_atomic(
                 os.unlink(temp)
         raise Failed(f"cannot write {target}: {_reason(error)}") from error
     return True
+
+
+def replace_atomic(
+    path: Path, data: bytes, *, durable: bool = True, make_directory: bool = False
+) -> None:
+    """Replace `path` with `data` as `write_atomic` does, for the only writer of the file.
+
+    Such a writer knows what it wrote last, so it compares in memory and calls this only
+    when the content changed: the old file is never read, and the temporary file is
+    made with plain syscalls (`tempfile` costs as much as the write on tmpfs).  For
+    the MPTCP records every endpoint call writes before its reply (issue 13: the read
+    and `mkstemp` were a fifth of an `AddEndpointRuntime`).  The mode of the file
+    replaced is kept, 0644 for a new one.  `make_directory` makes a missing directory
+    (and its parents) and tries once more.
+    """
+    target = os.fspath(path)
+    directory, name = os.path.split(target)
+    directory = directory or "."
+    try:
+        info = os.lstat(target)
+        mode = stat.S_IMODE(info.st_mode) if stat.S_ISREG(info.st_mode) else DEFAULT_MODE
+    except FileNotFoundError:
+        mode = DEFAULT_MODE
+    except OSError as error:
+        raise Failed(f"cannot write {target}: {_reason(error)}") from error
+    temp: str | None = None
+    try:
+        try:
+            fd, temp = _create_temporary(directory, name)
+        except FileNotFoundError:
+            if not make_directory:
+                raise
+            os.makedirs(directory, exist_ok=True)
+            fd, temp = _create_temporary(directory, name)
+        try:
+            os.fchmod(fd, mode)  # exact mode, not filtered by the umask
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, target)
+        temp = None
+        if durable:
+            fsync_directory(Path(directory))
+    except OSError as error:
+        if temp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+        raise Failed(f"cannot write {target}: {_reason(error)}") from error
+
+
+def _create_temporary(directory: str, name: str) -> tuple[int, str]:
+    """A new file named as `write_atomic`'s temporaries are (`remove_stale_temporaries`)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(_TEMP_ATTEMPTS):
+        temp = os.path.join(directory, f".{name}.{os.urandom(4).hex()}{_TEMP_SUFFIX}")
+        try:
+            return os.open(temp, flags, 0o600), temp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, f"no unused temporary name for {name}")
 
 
 def write_new_files_durably(directory: Path, files: Sequence[tuple[Path, bytes]]) -> None:

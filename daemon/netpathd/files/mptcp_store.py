@@ -19,8 +19,9 @@
   rename on tmpfs costs a fraction of one on disk.
 
 All three files share one format (``netpathd.model.mptcp_config``).  Every
-write goes through ``write_atomic`` first and is adopted in memory only once it
-succeeded, so memory and disk always agree.
+write is atomic and adopted in memory only once it succeeded, so memory and disk
+always agree; that is why a write compares with memory, not with the file
+(``replace_atomic``): netpathd is the only writer of both.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from netpathd.errors import ConfigError, Failed
-from netpathd.files.atomic import remove_stale_temporaries, write_atomic
+from netpathd.files.atomic import remove_stale_temporaries, replace_atomic, write_atomic
 from netpathd.files.config import read_config_text
 from netpathd.files.state import save_state
 from netpathd.model.mptcp_config import (
@@ -140,18 +141,17 @@ class MptcpStore:
         return merge(self.admin, self.persisted)
 
     def persist(self, config: MptcpConfig) -> None:
-        save_state(self.state_path, render_config(config, STATE_HEADER), self.state_error)
+        if config != self.persisted or self.state_error is not None:
+            save_state(self.state_path, render_config(config, STATE_HEADER), self.state_error)
         self.persisted = config
 
     def record_applied(self, applied: MptcpConfig) -> None:
         if applied == self.applied:
             return
-        self.applied_path.parent.mkdir(parents=True, exist_ok=True)
         # The record describes the kernel's state, which a power loss resets as well:
         # it needs atomicity against a crash of the daemon, not fsync.
-        write_atomic(
-            self.applied_path, render_config(applied, APPLIED_HEADER).encode(), durable=False
-        )
+        data = render_config(applied, APPLIED_HEADER).encode()
+        replace_atomic(self.applied_path, data, durable=False, make_directory=True)
         self.applied = applied
 
     def record_add(self, config: EndpointConfig, *, runtime: bool) -> Callable[[], None]:

@@ -26,6 +26,7 @@ from netpathd.files.atomic import (
     remove_durably,
     remove_stale_temporaries,
     remove_stale_temporaries_in,
+    replace_atomic,
     write_atomic,
     write_new_files_durably,
 )
@@ -54,14 +55,16 @@ class StoredDns:
 
 
 def save_state(path: Path, text: str, unreadable: ConfigError | None) -> None:
-    """Write ``text`` to ``path`` durably; ``unreadable`` is the error the last load hit."""
+    """Write ``text`` to ``path`` durably; ``unreadable`` is the error the last load hit.
+
+    Always written: the caller, the file's only writer, skips what it saved already.
+    """
     if unreadable is not None:
         raise Failed(
             f"not saving over {path}, which could not be read ({unreadable.reason}): "
             "fix or remove it, then call Reload()"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, text.encode())
+    replace_atomic(path, text.encode(), make_directory=True)
 
 
 class DnsStateStore:

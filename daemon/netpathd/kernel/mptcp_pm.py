@@ -167,8 +167,9 @@ class MptcpPm:
     async def _request_body(self, body: bytes, *, dump: bool = False) -> list[bytes]:
         """A message packed by ``mptcp_codec``; the raw answers."""
         transport = self._open_transport()
-        async with asyncio.timeout(REQUEST_TIMEOUT):  # no task of its own, unlike wait_for
-            return await transport.request_body(body, self._family, dump=dump)
+        return await transport.request_body(
+            body, self._family, dump=dump, reply_within=REQUEST_TIMEOUT
+        )
 
     async def _request_off_loop(self, cmd: int, attrs: list[Any]) -> None:
         """For the commands whose kernel handler sleeps (``netpathd.kernel.genl_transport``)."""

@@ -72,9 +72,16 @@ def flags_to_word(flags: Iterable[EndpointFlag]) -> int:
     return word
 
 
+_KNOWN_BITS = sum(_FLAG_BITS.values())
+_FLAGS_BY_WORD = tuple(
+    frozenset(flag for flag, bit in _FLAG_BITS.items() if word & bit)
+    for word in range(_KNOWN_BITS + 1)
+)  # every endpoint of every dump is decoded: one lookup instead of a walk of the enum
+
+
 def flags_from_word(word: int) -> frozenset[EndpointFlag]:
     """Bits this code does not know are dropped: a newer kernel may add flags."""
-    return frozenset(flag for flag in EndpointFlag if word & flag.bit)
+    return _FLAGS_BY_WORD[word & _KNOWN_BITS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,11 +107,11 @@ class Limits:
 def parse_flags(names: Iterable[str]) -> frozenset[EndpointFlag]:
     """Flag names as a client sends them (``["signal", "backup"]``) to flags."""
     flags = set()
-    known = ", ".join(flag.value for flag in EndpointFlag if flag in REQUESTABLE_FLAGS)
     for name in names:
         try:
             flag = EndpointFlag(name)
         except ValueError:
+            known = ", ".join(flag.value for flag in EndpointFlag if flag in REQUESTABLE_FLAGS)
             hint = did_you_mean(name, (known_flag.value for known_flag in REQUESTABLE_FLAGS))
             raise InvalidArgument(
                 f"unknown endpoint flag {name!r} (known: {known}){hint}"

@@ -314,9 +314,13 @@ def render_config(config: MptcpConfig, header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+_FLAG_ORDER = tuple(EndpointFlag)
+
+
 def flag_names(flags: Iterable[EndpointFlag]) -> list[str]:
     """Flag names in the order ``ip mptcp endpoint show`` prints them."""
-    return [flag.value for flag in EndpointFlag if flag in set(flags)]
+    present = flags if isinstance(flags, frozenset) else frozenset(flags)
+    return [flag.value for flag in _FLAG_ORDER if flag in present]
 
 
 # -- the plan: desired against the kernel ----------------------------------------------
