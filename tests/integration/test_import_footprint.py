@@ -12,6 +12,7 @@ file just before it passes READY=1 on.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -21,9 +22,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dbus_fast import Variant
 
 from tests.support.bus import PrivateBus
 from tests.support.daemon import Daemon, daemon_argv, daemon_env
+from tests.support.dbus_client import bus_client
 from tests.support.netns import Netns
 
 pytestmark = pytest.mark.integration
@@ -37,7 +40,8 @@ forward = service_manager.notify
 def notify(*assignments):
     if "READY=1" in assignments:
         with open(os.environ["MODULES_AT_READY"], "w") as listing:
-            listing.write("\\n".join(sorted(sys.modules)))
+            loaded = (name for name, module in sys.modules.items() if module is not None)
+            listing.write("\\n".join(sorted(loaded)))
             listing.write("\\ngc-enabled" if gc.isenabled() else "")
     forward(*assignments)
 
@@ -64,6 +68,9 @@ NOT_BEFORE_READY = (
     "netpathd.dns_backends.resolved",
     "tempfile",  # with random; a start that writes nothing needs no temporary file
     "difflib",  # "did you mean" of a refusal
+    "ssl",  # netpathd speaks no TLS: OpenSSL is 5 MiB of libssl and libcrypto (app.main)
+    "_ssl",
+    "_hashlib",
 )
 
 NOT_FOR_HELP = ("asyncio", "dbus_fast", "pyroute2", "netpathd.dns_manager", "netpathd.kernel")
@@ -121,3 +128,31 @@ def test_help_imports_neither_the_bus_nor_the_kernel_adapters() -> None:
     modules = set(result.stdout.split())
     assert "argparse" in modules
     assert [name for name in NOT_FOR_HELP if name in modules] == []
+
+
+def test_ready_without_openssl_mapped(daemon: Daemon) -> None:
+    libraries = {
+        Path(line.split()[-1]).name
+        for line in Path(f"/proc/{daemon.process.pid}/maps").read_text().splitlines()
+        if line.count(" ") >= 5 and "/" in line
+    }
+    assert "netpathd" in Path(f"/proc/{daemon.process.pid}/cmdline").read_text()
+    assert any(name.startswith("libpython") or "python" in name for name in libraries)
+    assert [name for name in libraries if name.startswith(("libssl", "libcrypto"))] == []
+
+
+async def test_a_long_connection_name_still_gets_its_sha256_file(
+    daemon: Daemon, bus: PrivateBus
+) -> None:
+    """Without OpenSSL's _hashlib, hashlib's SHA-256 is CPython's own: the same file name."""
+    name = "Büro-" + "ü" * 40  # escaped, 245 characters: too long for the name itself
+    settings = {
+        "connection.interface-name": Variant("s", "lo"),
+        "connection.type": Variant("s", "ethernet"),
+        "ipv4.dns": Variant("as", ["192.0.2.53"]),
+    }
+    async with bus_client(bus.address) as client:
+        await client.call("org.netpathd1.Dns", "SetConnection", "sa{sv}", [name, settings])
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    written = [path.name for path in (daemon.state_dir / "dns-connections").iterdir()]
+    assert written == [f"+{digest}.conf"]
