@@ -18,7 +18,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -68,6 +67,8 @@ NOT_BEFORE_READY = (
     "netpathd.dns_backends.resolved",
     "tempfile",  # with random; a start that writes nothing needs no temporary file
     "difflib",  # "did you mean" of a refusal
+    "netpathd.model.mptcp_auto",  # automatic endpoints: only with [auto] in mptcp.conf
+    "netpathd.model.mptcp_auto_config",
     "ssl",  # netpathd speaks no TLS: OpenSSL is 5 MiB of libssl and libcrypto (app.main)
     "_ssl",
     "_hashlib",
@@ -76,34 +77,72 @@ NOT_BEFORE_READY = (
 NOT_FOR_HELP = ("asyncio", "dbus_fast", "pyroute2", "netpathd.dns_manager", "netpathd.kernel")
 
 
-@pytest.fixture
-def modules_at_ready(ns: Netns, bus: PrivateBus, tmp_path: Path) -> Iterator[set[str]]:
+def start_listing(
+    ns: Netns, bus: PrivateBus, workdir: Path, config: dict[str, str]
+) -> tuple[Daemon, Path]:
+    """The daemon with ``config`` (file name -> text), writing its modules at READY=1."""
     for sub in ("config", "state"):
-        (tmp_path / sub).mkdir()
-    argv = daemon_argv(ns, bus.address, tmp_path)
+        (workdir / sub).mkdir()
+    for name, text in config.items():
+        (workdir / "config" / name).write_text(text)
+    argv = daemon_argv(ns, bus.address, workdir)
     at = argv.index(sys.executable) + 1
     argv[at : at + 2] = ["-c", MODULES_AT_READY]  # instead of "-m netpathd"
-    listing = tmp_path / "modules"
-    notify_path = tempfile.mktemp(prefix="netpathd-notify-", dir=tmp_path)  # noqa: S306
+    listing = workdir / "modules"
+    notify_path = tempfile.mktemp(prefix="netpathd-notify-", dir=workdir)  # noqa: S306
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(notify_path)
     env = {**daemon_env(), "NOTIFY_SOCKET": notify_path, "MODULES_AT_READY": str(listing)}
     process = subprocess.Popen(
         argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
-    daemon = Daemon(process, tmp_path, notify)
+    return Daemon(process, workdir, notify), listing
+
+
+def listing_at_ready(
+    ns: Netns, bus: PrivateBus, workdir: Path, config: dict[str, str]
+) -> tuple[set[str], str]:
+    """The modules loaded at READY=1 and what the daemon logged until it stopped."""
+    daemon, listing = start_listing(ns, bus, workdir, config)
     try:
         daemon.wait_notify("READY=1")
-        yield set(listing.read_text().split())
+        modules = set(listing.read_text().split())
     finally:
-        daemon.stop()
-        notify.close()
+        stderr = daemon.stop()
+        daemon.notify.close()
+    return modules, stderr
+
+
+@pytest.fixture
+def modules_at_ready(ns: Netns, bus: PrivateBus, tmp_path: Path) -> set[str]:
+    return listing_at_ready(ns, bus, tmp_path, {})[0]
 
 
 def test_ready_without_the_modules_only_later_calls_need(modules_at_ready: set[str]) -> None:
     assert "netpathd.app" in modules_at_ready  # the listing is the daemon's
     loaded = [name for name in NOT_BEFORE_READY if name in modules_at_ready]
     assert loaded == []
+
+
+def test_automatic_endpoints_load_with_their_section(
+    ns: Netns, bus: PrivateBus, tmp_path: Path
+) -> None:
+    modules, _ = listing_at_ready(ns, bus, tmp_path, {"mptcp.conf": "[auto]\n"})
+    assert {"netpathd.model.mptcp_auto", "netpathd.model.mptcp_auto_config"} <= modules
+
+
+@pytest.mark.parametrize(
+    ("text", "refusal"),
+    [
+        ("[auto]\nflags = bogus\n", "mptcp.conf:2: unknown flag 'bogus'"),
+        ('[auto "eth1"]\n', "mptcp.conf:1: automatic endpoints are off without an [auto] section"),
+    ],
+)
+def test_a_bad_auto_section_is_still_refused_at_start(
+    ns: Netns, bus: PrivateBus, tmp_path: Path, text: str, refusal: str
+) -> None:
+    _, stderr = listing_at_ready(ns, bus, tmp_path, {"mptcp.conf": text})
+    assert f"MPTCP configuration not loaded: {tmp_path / 'config' / refusal}" in stderr
 
 
 def test_the_collector_runs_again_once_ready(modules_at_ready: set[str]) -> None:
