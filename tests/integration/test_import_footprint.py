@@ -67,6 +67,7 @@ NOT_BEFORE_READY = (
     "netpathd.dns_backends.resolved",
     "tempfile",  # with random; a start that writes nothing needs no temporary file
     "difflib",  # "did you mean" of a refusal
+    "shutil",  # with zlib, bz2, lzma: argparse's help width (app.build_parser)
     "netpathd.model.mptcp_auto",  # automatic endpoints: only with [auto] in mptcp.conf
     "netpathd.model.mptcp_auto_config",
     "ssl",  # netpathd speaks no TLS: OpenSSL is 5 MiB of libssl and libcrypto (app.main)
@@ -195,3 +196,16 @@ async def test_a_long_connection_name_still_gets_its_sha256_file(
     digest = hashlib.sha256(name.encode()).hexdigest()
     written = [path.name for path in (daemon.state_dir / "dns-connections").iterdir()]
     assert written == [f"+{digest}.conf"]
+
+
+def test_help_still_wraps_at_the_terminal_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parser is built with a fixed-width formatter (no shutil), but prints with argparse's."""
+    from netpathd.app import build_parser  # noqa: PLC0415 - as the help test: no daemon import
+
+    usage_lines = {}
+    for columns in (60, 200):
+        monkeypatch.setenv("COLUMNS", str(columns))
+        usage = build_parser().format_help().split("\n\n")[0]
+        usage_lines[columns] = len(usage.splitlines())
+        assert max(len(line) for line in usage.splitlines()) <= columns
+    assert usage_lines[60] > usage_lines[200]
