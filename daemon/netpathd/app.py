@@ -43,6 +43,8 @@ EX_USAGE, EX_UNAVAILABLE = 64, 69
 
 @dataclass(frozen=True, slots=True)
 class Options:
+    """The command line, parsed: what one run of the daemon was asked to serve and where."""
+
     bus_address: str | None
     config_dir: Path
     state_dir: Path

@@ -47,6 +47,8 @@ UnitCgroup = Callable[[str], Awaitable[str]]  # a unit's ControlGroup, from syst
 
 @dataclass(frozen=True, slots=True)
 class Stats:
+    """The BPF program's counters: TCP socket() calls it saw, and those it made MPTCP."""
+
     seen: int
     converted: int
 

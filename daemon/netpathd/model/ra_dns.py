@@ -52,6 +52,8 @@ class DnsOption:
 
 @dataclass(frozen=True, slots=True)
 class Malformed:
+    """An option that cannot be read, and why: skipped, the rest of the RA still is."""
+
     reason: str
 
 

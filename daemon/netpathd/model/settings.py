@@ -20,6 +20,8 @@ CONFIG_FILE_NAME = "netpathd.conf"
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    """netpathd.conf, parsed; every field defaults to what an absent file means."""
+
     log_level: str = "info"
     # NetworkManager's default (its "auto" without resolvconf/netconfig): leave a symlinked
     # resolv.conf that points elsewhere (systemd-resolved's stub) alone.

@@ -41,12 +41,16 @@ class Scope:
 
 @dataclass(frozen=True, slots=True)
 class MapContents:
+    """What the BPF map holds: the default verdict and the verdict of each cgroup."""
+
     default: int
     cgroups: Mapping[int, int] = field(default_factory=dict)  # cgroup id → verdict
 
 
 @dataclass(frozen=True, slots=True)
 class MapChange:
+    """The writes that turn one `MapContents` into another; false when there are none."""
+
     default: int | None  # None: unchanged
     put: Mapping[int, int]
     delete: frozenset[int]
