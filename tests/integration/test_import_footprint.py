@@ -68,6 +68,8 @@ NOT_BEFORE_READY = (
     "tempfile",  # with random; a start that writes nothing needs no temporary file
     "difflib",  # "did you mean" of a refusal
     "shutil",  # with zlib, bz2, lzma: argparse's help width (app.build_parser)
+    "netpathd.dns_resolvconf",  # the first AddResolvconf or RemoveResolvconf (bus/dns.py)
+    "netpathd.kernel.ifindex",
     "netpathd.model.mptcp_auto",  # automatic endpoints: only with [auto] in mptcp.conf
     "netpathd.model.mptcp_auto_config",
     "ssl",  # netpathd speaks no TLS: OpenSSL is 5 MiB of libssl and libcrypto (app.main)
