@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from netpathd.errors import ConfigError
 from netpathd.model.keyfile import Section, parse_keyfile
-from netpathd.model.ra_dns import RaPolicy, parse_ra_sections
+from netpathd.model.ra_policy import RaPolicy, parse_ra_sections
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 RC_MANAGERS = ("symlink", "file", "unmanaged")  # NetworkManager's rc-manager values we support
