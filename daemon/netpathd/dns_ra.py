@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 from netpathd.dns_manager import DnsManager
 from netpathd.errors import InvalidArgument, NetpathdError
-from netpathd.model import ra_policy
 from netpathd.model.dns_settings import merge_settings
+from netpathd.model.dns_sources import RA_PREFIX
 from netpathd.model.links import NetState
 from netpathd.model.ra_policy import RaPolicy
 
@@ -106,13 +106,13 @@ class RaDns:
         servers, domains = self._items(ifindex)
         wanted = name is not None and (servers or domains) and self._policy.uses_dns(name)
         old = self._published.pop(ifindex, None)
-        if old is not None and (not wanted or old != ra_policy.PREFIX + str(name)):
+        if old is not None and (not wanted or old != RA_PREFIX + str(name)):
             self._dns.remove_sourced(old)
         if not wanted or name is None:
             return
         from netpathd.model import ra_dns  # noqa: PLC0415 - loaded: the table has items
 
-        connection = ra_policy.PREFIX + name
+        connection = RA_PREFIX + name
         existing = self._dns.sourced(connection)
         seq = existing.created_seq if existing is not None else self._dns.next_seq()
         settings = ra_dns.connection_settings(name, servers, domains)

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from netpathd.errors import ConfigError
 from netpathd.model.keyfile import Section, parse_bool
 
-PREFIX = "ra:"  # the runtime connection of a link's RA-learned DNS: ra:IFNAME
 RA_KEYS = frozenset({"use-dns"})  # of [ra] and [ra "IFNAME"]
 
 
