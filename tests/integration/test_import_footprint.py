@@ -72,6 +72,7 @@ NOT_BEFORE_READY = (
     "netpathd.kernel.ifindex",
     "netpathd.model.ra_dns",  # the RA parser and its table: the first RA (dns_ra)
     "netpathd.model.resolvconf",  # the resolvconf language: the first record call
+    "netpathd.model.tcp_to_mptcp_maps",  # what a TCP->MPTCP scope writes: once one is applied
     "netpathd.model.mptcp_auto",  # automatic endpoints: only with [auto] in mptcp.conf
     "netpathd.model.mptcp_auto_config",
     "ssl",  # netpathd speaks no TLS: OpenSSL is 5 MiB of libssl and libcrypto (app.main)
