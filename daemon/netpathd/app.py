@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from netpathd import BUS_NAME, __version__, service_manager
+from netpathd import BUS_NAME, __version__, keep_openssl_out, service_manager
 from netpathd.errors import ConfigError, NetpathdError
 from netpathd.manager import Commit, DaemonState, Manager
 from netpathd.model.settings import LOG_LEVELS, Settings
@@ -330,7 +330,7 @@ class Daemon:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_options(sys.argv[1:] if argv is None else argv)
-    _without_openssl()
+    keep_openssl_out()
     service_manager.setup_logging(options.log_level or "info")
     # Start-up allocates tens of thousands of objects (module code, classes, dataclass
     # methods) and frees almost none: the cyclic collector's passes over them were about
@@ -340,21 +340,6 @@ def main(argv: list[str] | None = None) -> int:
         return _run(options)
     finally:
         gc.enable()
-
-
-def _without_openssl() -> None:
-    """Keep OpenSSL out of the daemon: about 5 MiB of RSS and 4 ms of every start.
-
-    netpathd speaks no TLS, yet asyncio imports ``ssl`` (libssl) and dbus-fast ``hashlib``,
-    whose ``_hashlib`` maps libcrypto.  Both are optional: asyncio runs with ``ssl = None``
-    (it only refuses TLS transports then), and hashlib falls back to CPython's own
-    ``_sha256`` and friends, which give the same digests (the SHA-256 names of long DNS
-    connection files).  A None in sys.modules makes their import raise ImportError, which
-    both catch.  Only the daemon's own entry point does this, before asyncio loads; a
-    process that imports netpathd as a library, or already has OpenSSL, keeps it.
-    """
-    for name in ("ssl", "_hashlib"):
-        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
 
 
 def _run(options: Options) -> int:

@@ -186,6 +186,36 @@ def test_ready_without_openssl_mapped(daemon: Daemon) -> None:
     assert [name for name in libraries if name.startswith(("libssl", "libcrypto"))] == []
 
 
+NETPATHCTL_WITHOUT_OPENSSL = """
+import sys
+from netpathd.ctl.main import main
+
+code = main(sys.argv[1:])
+loaded = [name for name in ("ssl", "_hashlib") if sys.modules.get(name) is not None]
+mapped = [line for line in open("/proc/self/maps") if "libssl" in line or "libcrypto" in line]
+print(code, "asyncio" in sys.modules, loaded, len(mapped))
+"""
+
+
+def test_netpathctl_talks_to_the_daemon_without_openssl(daemon: Daemon, bus: PrivateBus) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            NETPATHCTL_WITHOUT_OPENSSL,
+            f"--bus-address={bus.address}",
+            "dns",
+            "show",
+        ],
+        env={**daemon_env(), "PYTHONPATH": os.pathsep.join(sys.path)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert result.stdout.splitlines()[-1] == "0 True [] 0", result.stderr
+
+
 async def test_a_long_connection_name_still_gets_its_sha256_file(
     daemon: Daemon, bus: PrivateBus
 ) -> None:
