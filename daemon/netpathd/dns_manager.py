@@ -29,11 +29,11 @@ from netpathd.files.atomic import remove_stale_temporaries
 from netpathd.files.config import read_config_text
 from netpathd.files.resolv_conf import RcManager
 from netpathd.files.state import DnsStateStore, StoredDns
-from netpathd.model import ra_dns, resolvconf
 from netpathd.model.dns import DnsConnection, DnsResult, GlobalDnsPriority
 from netpathd.model.dns_index import DnsIndex
 from netpathd.model.dns_plan import DnsMode, DnsPlan, ResolverFile, resolver_file
 from netpathd.model.dns_settings import DnsConfig, merge_settings, parse_connections_file
+from netpathd.model.dns_sources import SOURCE_PREFIXES
 from netpathd.model.links import NetState
 
 if TYPE_CHECKING:
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DNS_FILE_NAME = "dns.conf"
-SOURCE_PREFIXES = (resolvconf.PREFIX, ra_dns.PREFIX)  # names of the sourced layer only
 Observer = Callable[[frozenset[str]], None]
 
 

@@ -62,6 +62,8 @@ class ExecCommand:
 
 @dataclass(frozen=True, slots=True)
 class ServiceUnit:
+    """A loaded systemd service, as much of it as a drop-in needs."""
+
     name: str
     fragment_path: str
     exec_start: tuple[ExecCommand, ...]

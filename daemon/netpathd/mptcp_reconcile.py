@@ -19,6 +19,10 @@ Configured endpoints the state file does not name (the administrator's,
 runtime-only ones) are recorded before their add in the same way.
 ``rp_filter`` marks are recorded only after the write, since a mark without
 the write would stop netpathd from ever loosening that link.
+
+The planner and its policy (``mptcp_auto``, ``mptcp_auto_config``) load with the
+first round that has a policy or leftovers of one: a daemon without ``[auto]``
+starts without them.
 """
 
 from __future__ import annotations
@@ -30,10 +34,8 @@ from typing import TYPE_CHECKING
 from netpathd.errors import NetpathdError, NotFound
 from netpathd.files.mptcp_store import MptcpStore
 from netpathd.kernel import sysctl
-from netpathd.model import mptcp_auto
 from netpathd.model.links import NetState
 from netpathd.model.mptcp import CHANGEABLE_FLAGS, Endpoint, EndpointFlag, Limits
-from netpathd.model.mptcp_auto_config import DISABLED, AutoPolicy, AutoRule, LimitsMode
 from netpathd.model.mptcp_config import (
     EndpointKey,
     first_mixed_families_warning,
@@ -45,11 +47,17 @@ from netpathd.model.mptcp_config import (
 
 if TYPE_CHECKING:  # the adapter imports pyroute2; the unit tests pass a fake
     from netpathd.kernel.mptcp_pm import MptcpPm
+    from netpathd.model import mptcp_auto
+    from netpathd.model.mptcp_auto_config import AutoPolicy
 
 log = logging.getLogger(__name__)
 
-_RETIRED = AutoPolicy(default=AutoRule(flags=DISABLED))
-"""The policy once ``[auto]`` left the file: the automatic endpoints go, rp_filter is restored."""
+
+def _retired() -> AutoPolicy:
+    """The policy once ``[auto]`` left the file: automatic endpoints go, rp_filter is restored."""
+    from netpathd.model.mptcp_auto_config import DISABLED, AutoPolicy, AutoRule  # noqa: PLC0415
+
+    return AutoPolicy(default=AutoRule(flags=DISABLED))
 
 
 def _fields(endpoint: Endpoint) -> dict[str, object]:
@@ -118,7 +126,11 @@ class MptcpReconciler:
         # Only a policy whose limits follow needs them: under ``keep`` (the default) a
         # new address costs a dump and an add, the least the kernel lets one decide on.
         policy = self._store.admin.auto
-        follows = policy is not None and policy.limits is LimitsMode.FOLLOW
+        follows = False
+        if policy is not None:
+            from netpathd.model.mptcp_auto_config import LimitsMode  # noqa: PLC0415 - loaded
+
+            follows = policy.limits is LimitsMode.FOLLOW
         current = await self._pm.get_limits() if follows else None
         limits, table = await self._automatic(current)
         changed: dict[str, object] = {}
@@ -267,8 +279,10 @@ class MptcpReconciler:
         except NetpathdError as error:
             log.error("cannot read net.mptcp.enabled: %s", error.message)
             return limits, None
+        from netpathd.model import mptcp_auto  # noqa: PLC0415 - see the module docstring
+
         plan = mptcp_auto.plan(
-            policy or _RETIRED,
+            policy or _retired(),
             state,
             enabled,
             table,
@@ -355,6 +369,8 @@ class MptcpReconciler:
 
     def _apply_rp_filter(self, plan: mptcp_auto.Plan) -> frozenset[str]:
         """Write the plan's rp_filter values; returns the links marked as loosened by netpathd."""
+        from netpathd.model import mptcp_auto  # noqa: PLC0415 - loaded with the plan
+
         loosened = set(plan.rp_touched)
         for write in plan.rp_filter:
             try:

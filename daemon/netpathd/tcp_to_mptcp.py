@@ -2,7 +2,7 @@
 
 The service between the D-Bus face (bus/mptcp.py) and the kernel adapters: it probes once
 (kernel/bpf_probe.py), loads the program once when something is in scope, and from then on
-only writes maps (kernel/mptcpify_link.py) from the pure plan (model/tcp_to_mptcp.py).
+only writes maps (kernel/mptcpify_link.py) from the pure plan (model/tcp_to_mptcp_maps.py).
 
 The probe walks the kernel's BTF (about 10 ms and a few MiB), so it runs at start only when a
 persisted scope or a pinned program needs it; otherwise on first need (a member that asks
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from netpathd.errors import Failed, NetpathdError, NotFound, NotSupported, PermissionDenied
 from netpathd.files.atomic import write_atomic
-from netpathd.model.tcp_to_mptcp import MapContents, Scope, change, check_entries, contents
+from netpathd.model.tcp_to_mptcp import Scope, check_entries
 
 if TYPE_CHECKING:  # BPF, BTF and cgroups load with the probe (module docstring)
     from netpathd.kernel.bpf_probe import ProbeResult
@@ -47,6 +47,8 @@ UnitCgroup = Callable[[str], Awaitable[str]]  # a unit's ControlGroup, from syst
 
 @dataclass(frozen=True, slots=True)
 class Stats:
+    """The BPF program's counters: TCP socket() calls it saw, and those it made MPTCP."""
+
     seen: int
     converted: int
 
@@ -247,6 +249,8 @@ class TcpToMptcp:
         return await self._unit_cgroup(unit)
 
     async def _apply(self, scope: Scope) -> None:
+        from netpathd.model.tcp_to_mptcp_maps import MapContents, change, contents  # noqa: PLC0415
+
         included = [*await self._ids(scope.include), *self._apps.values()]
         wanted = contents(scope.system_wide, included, await self._ids(scope.exclude))
         if self._link is None:

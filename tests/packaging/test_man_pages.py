@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from netpathd.model import dns_settings, mptcp_auto_config, mptcp_config, ra_dns
+from netpathd.model import dns_settings, mptcp_auto_config, mptcp_config, ra_policy
 from netpathd.model.settings import Settings
 from tests.packaging.parsers import ctl_options, daemon_options, verbs
 
@@ -71,7 +71,7 @@ def test_no_documented_option_is_unknown_to_the_parsers() -> None:
 def test_every_configuration_key_is_in_netpathd_conf_5() -> None:
     # [main]'s keys; the `ra` field holds the [ra] sections, whose keys follow
     keys = {field.name.replace("_", "-") for field in dataclasses.fields(Settings)} - {"ra"}
-    keys |= ra_dns.RA_KEYS
+    keys |= ra_policy.RA_KEYS
     keys |= mptcp_config._MPTCP_KEYS | mptcp_config._ENDPOINT_KEYS
     keys |= set(mptcp_auto_config._KEYS)
     keys |= set(dns_settings.SETTINGS_SIGNATURES) | set(dns_settings._GLOBAL_KEYS)

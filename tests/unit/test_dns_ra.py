@@ -11,7 +11,7 @@ from netpathd.dns_ra import RaDns
 from netpathd.errors import InvalidArgument
 from netpathd.files.resolv_conf import RcManager
 from netpathd.model.links import Link, NetState
-from netpathd.model.ra_dns import RaPolicy
+from netpathd.model.ra_policy import RaPolicy
 from tests.support.ra import rdnss
 
 SERVER = "2001:db8::53"
@@ -59,6 +59,20 @@ async def test_a_renamed_link_keeps_its_servers_and_a_removed_one_loses_them(
     assert dns.sourced("ra:lan9") is None
     ra.network_changed(links(lan9=2))  # a new link with the same index learned nothing
     assert dns.sourced("ra:lan9") is None
+
+
+async def test_before_any_ra_links_and_the_policy_change_nothing(dns: DnsManager) -> None:
+    """The table is built with the first RA: until then there is nothing to publish."""
+    ra = RaDns(dns, RaPolicy())
+    ra.network_changed(links(lan0=2))
+    ra.set_policy(RaPolicy(use_dns=False))
+    ra.network_changed(NetState())
+    ra.set_policy(RaPolicy())
+    ra.network_changed(links(lan0=2))
+    assert dns.sourced("ra:lan0") is None
+    ra.on_options(2, rdnss([SERVER], 600))
+    assert servers(dns, "ra:lan0") == [SERVER]
+    ra.close()
 
 
 async def test_the_policy_hides_and_shows_what_was_learned(dns: DnsManager) -> None:

@@ -11,7 +11,7 @@ import pytest
 from netpathd.kernel import bpf_syscall
 from netpathd.kernel.bpf_mptcpify import MAPS
 from netpathd.kernel.mptcpify_link import MptcpifyLink
-from netpathd.model.tcp_to_mptcp import CONVERT, LEAVE, MapContents, change
+from netpathd.model.tcp_to_mptcp_maps import CONVERT, LEAVE, MapContents, change
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="BPF maps need root")
 

@@ -13,9 +13,9 @@ from netpathd.model.ra_dns import (
     Kind,
     Malformed,
     RaDnsTable,
-    RaPolicy,
     parse_options,
 )
+from netpathd.model.ra_policy import RaPolicy
 from netpathd.model.settings import parse_settings
 from tests.support.ra import dnssl, rdnss
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import pytest
 
 from netpathd.errors import InvalidArgument
-from netpathd.model.tcp_to_mptcp import (
+from netpathd.model.tcp_to_mptcp import check_entries, check_entry
+from netpathd.model.tcp_to_mptcp_maps import (
     CONVERT,
     LEAVE,
     NOTHING_IN_SCOPE,
     MapContents,
     change,
-    check_entries,
-    check_entry,
     contents,
 )
 

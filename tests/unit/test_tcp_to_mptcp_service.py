@@ -18,7 +18,8 @@ from netpathd.kernel import bpf_probe, bpf_syscall, cgroups, sysctl
 from netpathd.kernel.bpf_mptcpify import MAPS, NetnsOffsets
 from netpathd.kernel.bpf_probe import Hook, ProbeResult
 from netpathd.kernel.mptcpify_link import MptcpifyLink
-from netpathd.model.tcp_to_mptcp import CONVERT, LEAVE, MapContents, Scope
+from netpathd.model.tcp_to_mptcp import Scope
+from netpathd.model.tcp_to_mptcp_maps import CONVERT, LEAVE, MapContents
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="BPF maps need root")
 

@@ -11,13 +11,11 @@ from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 from netpathd.bus.errors import dbus_errors
 from netpathd.bus.polkit import Authorizer
 from netpathd.dns_manager import DnsManager
-from netpathd.dns_resolvconf import add_record, check_record, record_connection, remove_record
 from netpathd.errors import InvalidArgument
 from netpathd.model.dns import DnsEntry, effective_priority
 from netpathd.model.dns_plan import DomainRoute
 from netpathd.model.dns_settings import SETTINGS_SIGNATURES, make_global_priority, to_settings
 from netpathd.model.links import Family
-from netpathd.model.resolvconf import Flags
 
 INTERFACE = "org.netpathd1.Dns"
 
@@ -125,6 +123,10 @@ class DnsInterface(ServiceInterface):
         private: DBusBool,
     ) -> None:
         """``resolvconf [-m METRIC] [-x] [-p] -a KEY < TEXT``: a runtime connection."""
+        # The first record loads its adapter: most daemons never get one (import footprint).
+        from netpathd.dns_resolvconf import add_record, record_connection  # noqa: PLC0415
+        from netpathd.model.resolvconf import Flags  # noqa: PLC0415
+
         flags = Flags(metric, exclusive, private)
         record_connection(self._dns, key, text, flags)  # bad input is refused before polkit
         await self._polkit.authorize(INTERFACE, "AddResolvconf", key=key)
@@ -135,6 +137,8 @@ class DnsInterface(ServiceInterface):
     @dbus_errors
     async def RemoveResolvconf(self, key: DBusStr) -> None:
         """``resolvconf -d KEY``: NotFound when there is no such record."""
+        from netpathd.dns_resolvconf import check_record, remove_record  # noqa: PLC0415
+
         check_record(self._dns, key)
         await self._polkit.authorize(INTERFACE, "RemoveResolvconf", key=key)
         remove_record(self._dns, key)

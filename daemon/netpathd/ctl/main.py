@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import sys
 
+from netpathd import keep_openssl_out
+
 # `netpathctl run` and `resolvconf` start here too and must not pay for the verbs' imports
 # (argparse, typing, json, ...): those are imported where they are used.  mypy reads
 # TYPE_CHECKING as true whatever its value.
@@ -168,6 +170,7 @@ def resolvconf_arguments(argv: list[str]) -> list[str] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_openssl_out()  # before the bus client loads asyncio and dbus-fast
     if argv is None:
         argv = sys.argv[1:]
         if os.path.basename(sys.argv[0]) == "resolvconf":  # the /usr/sbin/resolvconf link

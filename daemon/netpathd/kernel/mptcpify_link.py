@@ -26,7 +26,7 @@ from netpathd.kernel.bpf_mptcpify import (
     mptcpify_program,
 )
 from netpathd.kernel.bpf_syscall import BPF_MODIFY_RETURN, BPF_PROG_TYPE_TRACING
-from netpathd.model.tcp_to_mptcp import MapChange, MapContents
+from netpathd.model.tcp_to_mptcp_maps import MapChange, MapContents
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class MptcpifyLink:
         return MapContents(_U32.unpack(default)[0] if default else 0, cgroups)
 
     def apply(self, change: MapChange) -> None:
-        """Entries first, then the default, then deletions (see model.tcp_to_mptcp.change)."""
+        """Entries first, then the default, then deletions (see model.tcp_to_mptcp_maps.change)."""
         cgroups = self._maps["cgroups"]
         for cgroup, verdict in change.put.items():
             bpf_syscall.map_update(cgroups, _U64.pack(cgroup), _U32.pack(verdict))

@@ -19,6 +19,8 @@ _ENTRY = re.compile(r"^([A-Za-z0-9_.-]+)\s*=\s*(.*)$")
 
 @dataclass(frozen=True, slots=True)
 class Entry:
+    """One ``key = value`` line, with its line number for the error that names it."""
+
     key: str
     value: str
     line: int
@@ -26,6 +28,8 @@ class Entry:
 
 @dataclass(frozen=True, slots=True)
 class Section:
+    """``[name]`` or ``[name "argument"]`` and its entries, in file order."""
+
     name: str
     argument: str | None
     line: int

@@ -25,6 +25,8 @@ class Family(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Link:
+    """A network interface as rtnetlink reports it (RTM_NEWLINK)."""
+
     ifindex: int
     name: str
     up: bool  # administratively up (IFF_UP); carrier is not required, like NetworkManager
@@ -33,6 +35,8 @@ class Link:
 
 @dataclass(frozen=True, slots=True)
 class Address:
+    """One address of a link (RTM_NEWADDR)."""
+
     ifindex: int
     address: IPAddress
     prefixlen: int

@@ -42,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from netpathd.errors import ConfigError, NetpathdError
 from netpathd.model.ifname import interface_name_problem
@@ -59,14 +60,16 @@ from netpathd.model.mptcp import (
     parse_flags,
     validate_endpoint,
 )
-from netpathd.model.mptcp_auto_config import SECTION as AUTO_SECTION
-from netpathd.model.mptcp_auto_config import AutoPolicy, parse_auto_policy
+
+if TYPE_CHECKING:  # the policy's module loads only for a file that has [auto] (parse_config)
+    from netpathd.model.mptcp_auto_config import AutoPolicy
 
 EndpointKey = tuple[IPAddress, int]
 
 _MPTCP_KEYS = frozenset({"enabled", "subflows", "add_addr_accepted"})
 _ENDPOINT_KEYS = frozenset({"flags", "interface", "port", "id"})
 RECORD_SECTION = "automatic"
+AUTO_SECTION = "auto"  # mptcp_auto_config.SECTION, without importing it
 _RECORD_KEYS = frozenset({"endpoints", "rp-filter-loosened"})
 
 
@@ -207,8 +210,10 @@ def parse_config(text: str, path: str, *, record: bool = False) -> MptcpConfig:
                 f'unknown section [{header}] (expected [mptcp], [endpoint "ADDRESS"] '
                 f"or {expected})",
             )
-    if record:
-        return config
+    if record or all(section.name != AUTO_SECTION for section in sections):
+        return config  # no policy: automatic endpoints are off
+    from netpathd.model.mptcp_auto_config import parse_auto_policy  # noqa: PLC0415
+
     return dataclasses.replace(config, auto=parse_auto_policy(sections, path))
 
 

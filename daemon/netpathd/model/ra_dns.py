@@ -12,6 +12,9 @@ expires; the adapter schedules one timer per expiry.
   option one or more names in DNS label encoding, padded with zero bytes.
 * A malformed option is returned as a `Malformed` with the reason and skipped; the
   options after it are still read (each carries its own length).
+
+Whether the items are used is `model.ra_policy`, read at every start; this module loads with
+the first RA (`dns_ra`).
 """
 
 from __future__ import annotations
@@ -20,17 +23,13 @@ import ipaddress
 import math
 import re
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
-
-from netpathd.errors import ConfigError
-from netpathd.model.keyfile import Section, parse_bool
 
 ND_OPT_RDNSS = 25
 ND_OPT_DNSSL = 31
 INFINITY = 0xFFFFFFFF
-PREFIX = "ra:"
 SOURCE = "ra"
 TYPE = "generic"
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -52,6 +51,8 @@ class DnsOption:
 
 @dataclass(frozen=True, slots=True)
 class Malformed:
+    """An option that cannot be read, and why: skipped, the rest of the RA still is."""
+
     reason: str
 
 
@@ -162,41 +163,6 @@ class RaDnsTable:
 
     def values(self, ifindex: int, kind: Kind) -> list[str]:
         return [item[2] for item in self.links.get(ifindex, {}) if item[1] is kind]
-
-
-RA_KEYS = frozenset({"use-dns"})  # of [ra] and [ra "IFNAME"]
-
-
-@dataclass(frozen=True, slots=True)
-class RaPolicy:
-    """``[ra] use-dns`` and ``[ra "IFNAME"] use-dns`` of netpathd.conf.
-
-    NetworkManager uses RA-learned servers unless ``ipv6.ignore-auto-dns``: so here.
-    """
-
-    use_dns: bool = True
-    links: Mapping[str, bool] = field(default_factory=dict)
-
-    def uses_dns(self, interface_name: str) -> bool:
-        return self.links.get(interface_name, self.use_dns)
-
-
-def parse_ra_sections(sections: list[Section], path: str) -> RaPolicy:
-    use_dns, links = True, dict[str, bool]()
-    seen: dict[str | None, int] = {}
-    for section in sections:
-        if section.argument in seen:
-            where = f"line {seen[section.argument]}"
-            raise ConfigError(path, section.line, f"this [ra] section is already on {where}")
-        seen[section.argument] = section.line
-        for entry in section.entries:
-            if entry.key not in RA_KEYS:
-                raise ConfigError(path, entry.line, f"unknown key {entry.key!r} in [ra]")
-            if section.argument is None:
-                use_dns = parse_bool(entry, path)
-            else:
-                links[section.argument] = parse_bool(entry, path)
-    return RaPolicy(use_dns, links)
 
 
 def connection_settings(

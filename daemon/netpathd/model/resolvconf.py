@@ -28,8 +28,9 @@ from dataclasses import dataclass
 
 from netpathd.errors import InvalidArgument
 from netpathd.model.dns_settings import DNS_OPTIONS_IPV6_ONLY
+from netpathd.model.dns_sources import RESOLVCONF_PREFIX
 
-PREFIX = "resolvconf:"
+PREFIX = RESOLVCONF_PREFIX
 SOURCE = "resolvconf"
 TYPE = "generic"
 EXCLUSIVE_PRIORITY = -1

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from netpathd.errors import ConfigError
 from netpathd.model.keyfile import Section, parse_keyfile
-from netpathd.model.ra_dns import RaPolicy, parse_ra_sections
+from netpathd.model.ra_policy import RaPolicy, parse_ra_sections
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 RC_MANAGERS = ("symlink", "file", "unmanaged")  # NetworkManager's rc-manager values we support
@@ -20,6 +20,8 @@ CONFIG_FILE_NAME = "netpathd.conf"
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    """netpathd.conf, parsed; every field defaults to what an absent file means."""
+
     log_level: str = "info"
     # NetworkManager's default (its "auto" without resolvconf/netconfig): leave a symlinked
     # resolv.conf that points elsewhere (systemd-resolved's stub) alone.
