@@ -4,7 +4,7 @@ Three layers of connections, highest first: runtime-only ones (set over D-Bus,
 gone at restart), persisted ones (set over D-Bus, kept in ``--state-dir``) and
 the administrator's (``--config-dir/dns.conf``, never written by netpathd).
 The order is `model.dns.order`, kept current one change at a time by
-`model.dns_index.DnsIndex`; the domain routes are `model.dns_plan`, kept current
+`model.dns_index.DnsIndex`; the domain routes are `model.split_dns`, kept current
 the same way by `model.dns_routes.DnsRoutes` once a back-end that routes domains
 or a reader asks for them.  This class only feeds
 the index the effective connections and the network state, hands a changed plan

@@ -65,6 +65,8 @@ NOT_BEFORE_READY = (
     "netpathd.kernel.sockets_owner",
     "netpathd.dns_backends.dnsmasq",
     "netpathd.dns_backends.resolved",
+    "netpathd.model.split_dns",  # domain routes: only a routing mode or ExplainDomains reads them
+    "netpathd.model.dns_routes",
     "tempfile",  # with random; a start that writes nothing needs no temporary file
     "difflib",  # "did you mean" of a refusal
     "shutil",  # with zlib, bz2, lzma: argparse's help width (app.build_parser)
