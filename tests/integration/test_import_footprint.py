@@ -80,6 +80,7 @@ NOT_BEFORE_READY = (
     "ssl",  # netpathd speaks no TLS: OpenSSL is 5 MiB of libssl and libcrypto (app.main)
     "_ssl",
     "_hashlib",
+    "systemd",  # systemd-python's libsystemd: sd_notify is one sendto() (service_manager)
 )
 
 NOT_FOR_HELP = ("asyncio", "dbus_fast", "pyroute2", "netpathd.dns_manager", "netpathd.kernel")
