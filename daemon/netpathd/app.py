@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from dbus_fast.aio import MessageBus
 
     from netpathd.model.links import NetState
+    from netpathd.mptcp_apps import MptcpApps
     from netpathd.tcp_to_mptcp import TcpToMptcp
 
 log = logging.getLogger("netpathd")
@@ -173,7 +174,6 @@ class Daemon:
         from netpathd.bus.polkit import Authorizer  # noqa: PLC0415
         from netpathd.bus.service import connect, new_bus, publish  # noqa: PLC0415
         from netpathd.bus.systemd_client import SystemdClient  # noqa: PLC0415
-        from netpathd.mptcp_apps import MptcpApps  # noqa: PLC0415
         from netpathd.tcp_to_mptcp import TcpToMptcp  # noqa: PLC0415
 
         new_bus(self.options.bus_address)  # a malformed address must stop us before any change
@@ -200,7 +200,12 @@ class Daemon:
         self.mptcp.guard_enabled(self.tcp)
         await self.tcp.start()
         self.manager.add_reloader(lambda _settings: self.tcp_reload)
-        apps = MptcpApps(systemd, self.options.systemd_dir)
+
+        def apps() -> MptcpApps:
+            from netpathd.mptcp_apps import MptcpApps  # noqa: PLC0415 - the first app call
+
+            return MptcpApps(systemd, self.options.systemd_dir)
+
         try:
             await publish(
                 bus,

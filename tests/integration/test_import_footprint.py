@@ -77,6 +77,7 @@ NOT_BEFORE_READY = (
     "netpathd.model.tcp_to_mptcp_maps",  # what a TCP->MPTCP scope writes: once one is applied
     "netpathd.model.mptcp_auto",  # automatic endpoints: only with [auto] in mptcp.conf
     "netpathd.model.mptcp_auto_config",
+    "netpathd.mptcp_apps",  # per-service drop-ins: the first EnableApp, ListApps or RegisterApp
     "ssl",  # netpathd speaks no TLS: OpenSSL is 5 MiB of libssl and libcrypto (app.main)
     "_ssl",
     "_hashlib",
