@@ -69,7 +69,7 @@ NOT_BEFORE_READY = (
     "netpathd.model.dns_routes",
     "tempfile",  # with random; a start that writes nothing needs no temporary file
     "difflib",  # "did you mean" of a refusal
-    "shutil",  # with zlib, bz2, lzma: argparse's help width (app.build_parser)
+    "shutil",  # with zlib, bz2, lzma: argparse's help width (command_line.build_parser)
     "netpathd.dns_resolvconf",  # the first AddResolvconf or RemoveResolvconf (bus/dns.py)
     "netpathd.kernel.ifindex",
     "netpathd.model.ra_dns",  # the RA parser and its table: the first RA (dns_ra)
@@ -81,6 +81,8 @@ NOT_BEFORE_READY = (
     "ssl",  # netpathd speaks no TLS: OpenSSL is 5 MiB of libssl and libcrypto (app.main)
     "_ssl",
     "_hashlib",
+    "argparse",  # with gettext: the unit's fixed argv needs neither (command_line.usual_options)
+    "gettext",
     "systemd",  # systemd-python's libsystemd: sd_notify is one sendto() (service_manager)
 )
 
@@ -239,7 +241,7 @@ async def test_a_long_connection_name_still_gets_its_sha256_file(
 
 def test_help_still_wraps_at_the_terminal_width(monkeypatch: pytest.MonkeyPatch) -> None:
     """The parser is built with a fixed-width formatter (no shutil), but prints with argparse's."""
-    from netpathd.app import build_parser  # noqa: PLC0415 - as the help test: no daemon import
+    from netpathd.command_line import build_parser  # noqa: PLC0415 - as the help test: no daemon import
 
     usage_lines = {}
     for columns in (60, 200):
