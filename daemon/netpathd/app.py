@@ -220,13 +220,14 @@ class Daemon:
 
     async def _select_dns_backend(self) -> None:
         """The back-end of `[main] dns`; a changed mode replaces the old one (which cleans up)."""
-        from netpathd.dns_backends import make_backend  # noqa: PLC0415
-        from netpathd.dns_backends.base import BackendContext  # noqa: PLC0415
         from netpathd.model.dns_plan import DnsMode  # noqa: PLC0415
 
         mode = DnsMode(self.manager.settings.dns)
         if mode is self.dns.mode:
             return
+        from netpathd.dns_backends import make_backend  # noqa: PLC0415
+        from netpathd.dns_backends.base import BackendContext  # noqa: PLC0415
+
         context = BackendContext(
             bus=self._bus,
             bus_address=self.options.bus_address,

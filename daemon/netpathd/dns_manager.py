@@ -22,7 +22,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from netpathd.dns_backends.base import DnsBackend
 from netpathd.dns_backends.resolv_file import ResolverFileBackend, ResolverFileWriter
 from netpathd.errors import ConfigError, Failed, InvalidArgument, NotFound
 from netpathd.files.atomic import remove_stale_temporaries
@@ -37,6 +36,7 @@ from netpathd.model.dns_sources import SOURCE_PREFIXES
 from netpathd.model.links import NetState
 
 if TYPE_CHECKING:
+    from netpathd.dns_backends.base import DnsBackend
     from netpathd.model.dns_routes import DnsRoutes
 
 log = logging.getLogger(__name__)

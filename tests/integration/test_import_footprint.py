@@ -65,6 +65,7 @@ NOT_BEFORE_READY = (
     "netpathd.kernel.sockets_owner",
     "netpathd.dns_backends.dnsmasq",
     "netpathd.dns_backends.resolved",
+    "netpathd.dns_backends.base",  # what the pushing back-ends share: dns=default writes a file
     "netpathd.model.split_dns",  # domain routes: only a routing mode or ExplainDomains reads them
     "netpathd.model.dns_routes",
     "tempfile",  # with random; a start that writes nothing needs no temporary file
