@@ -3,29 +3,26 @@
 Order of start-up (what clients may rely on): load configuration, connect to
 the bus, export every object, request ``org.netpathd1`` last, then READY=1.
 
-Only argparse and the configuration's modules load at import, so that ``--help`` and
-``--version`` answer in a few milliseconds; asyncio (27 ms) and every adapter load when
-the daemon is built.
+Only the configuration's modules load at import, so that ``--help`` and ``--version``
+answer in a few milliseconds; argparse loads for any command line but the usual ones
+(`command_line.usual_options`), asyncio (27 ms) and every adapter when the daemon is built.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gc
 import logging
-import os
 import signal
 import sys
 from collections.abc import Coroutine
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from netpathd import BUS_NAME, __version__, keep_openssl_out, service_manager
+from netpathd.command_line import Options, parse_options
 from netpathd.errors import ConfigError, NetpathdError
 from netpathd.manager import Commit, DaemonState, Manager
-from netpathd.model.settings import LOG_LEVELS, Settings
+from netpathd.model.settings import Settings
 
 if TYPE_CHECKING:
     import asyncio
@@ -33,95 +30,12 @@ if TYPE_CHECKING:
     from dbus_fast.aio import MessageBus
 
     from netpathd.model.links import NetState
+    from netpathd.mptcp_apps import MptcpApps
     from netpathd.tcp_to_mptcp import TcpToMptcp
 
 log = logging.getLogger("netpathd")
 
-BUS_ADDRESS_ENV = "NETPATHD_BUS_ADDRESS"
 EX_USAGE, EX_UNAVAILABLE = 64, 69
-
-
-@dataclass(frozen=True, slots=True)
-class Options:
-    """The command line, parsed: what one run of the daemon was asked to serve and where."""
-
-    bus_address: str | None
-    config_dir: Path
-    state_dir: Path
-    resolv_conf: Path
-    log_level: str | None
-    systemd_dir: Path = Path("/etc/systemd/system")  # where EnableApp writes unit drop-ins
-    bpf_pin: Path | None = None  # where the TCP->MPTCP program is pinned to outlive us
-    runtime_dir: Path = Path("/run/netpathd")  # what describes the kernel; gone at reboot
-
-
-class _CheckingFormatter(argparse.HelpFormatter):
-    """What argparse formats with while the parser is built: a width of its own.
-
-    add_argument() makes a formatter to check each option's metavar, and the default width
-    (the terminal's) imports shutil, with zlib, bz2 and lzma: 1.5 ms of every daemon start,
-    for a width the check never uses.  Help and usage messages get argparse's own again.
-    """
-
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, width=80)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Separate from parse_options so that the man page test can read every option."""
-    parser = argparse.ArgumentParser(
-        prog="netpathd",
-        description="Multipath TCP and DNS server ordering daemon (D-Bus name org.netpathd1).",
-        formatter_class=_CheckingFormatter,
-    )
-    parser.add_argument(
-        "--bus-address",
-        default=os.environ.get(BUS_ADDRESS_ENV) or None,
-        help=f"D-Bus address to serve on (default: ${BUS_ADDRESS_ENV}, else the system bus)",
-    )
-    parser.add_argument("--config-dir", type=Path, default=Path("/etc/netpathd"))
-    parser.add_argument("--state-dir", type=Path, default=Path("/var/lib/netpathd"))
-    parser.add_argument(
-        "--runtime-dir",
-        type=Path,
-        default=Path("/run/netpathd"),
-        help="where the record of what netpathd put into the kernel lives (tmpfs: it must "
-        "not outlive a reboot, which empties the kernel's tables)",
-    )
-    parser.add_argument("--resolv-conf", type=Path, default=Path("/etc/resolv.conf"))
-    parser.add_argument(
-        "--systemd-dir",
-        type=Path,
-        default=Path("/etc/systemd/system"),
-        help="systemd unit directory for the drop-ins of EnableApp (mptcp app enable)",
-    )
-    parser.add_argument(
-        "--bpf-pin",
-        type=Path,
-        metavar="DIR",
-        help="pin the TCP->MPTCP BPF program in DIR on bpffs (e.g. /sys/fs/bpf/netpathd), so "
-        "SystemWide survives a daemon restart; default: held, gone with the daemon",
-    )
-    parser.add_argument(
-        "--log-level", choices=LOG_LEVELS, help="overrides log-level of netpathd.conf"
-    )
-    parser.add_argument("--version", action="version", version=f"netpathd {__version__}")
-    parser.formatter_class = argparse.HelpFormatter
-    return parser
-
-
-def parse_options(argv: list[str]) -> Options:
-    args = build_parser().parse_args(argv)
-    return Options(
-        bus_address=args.bus_address,
-        config_dir=args.config_dir,
-        state_dir=args.state_dir,
-        resolv_conf=args.resolv_conf,
-        log_level=args.log_level,
-        systemd_dir=args.systemd_dir,
-        bpf_pin=args.bpf_pin,
-        runtime_dir=args.runtime_dir,
-    )
 
 
 class Daemon:
@@ -173,7 +87,6 @@ class Daemon:
         from netpathd.bus.polkit import Authorizer  # noqa: PLC0415
         from netpathd.bus.service import connect, new_bus, publish  # noqa: PLC0415
         from netpathd.bus.systemd_client import SystemdClient  # noqa: PLC0415
-        from netpathd.mptcp_apps import MptcpApps  # noqa: PLC0415
         from netpathd.tcp_to_mptcp import TcpToMptcp  # noqa: PLC0415
 
         new_bus(self.options.bus_address)  # a malformed address must stop us before any change
@@ -200,7 +113,12 @@ class Daemon:
         self.mptcp.guard_enabled(self.tcp)
         await self.tcp.start()
         self.manager.add_reloader(lambda _settings: self.tcp_reload)
-        apps = MptcpApps(systemd, self.options.systemd_dir)
+
+        def apps() -> MptcpApps:
+            from netpathd.mptcp_apps import MptcpApps  # noqa: PLC0415 - the first app call
+
+            return MptcpApps(systemd, self.options.systemd_dir)
+
         try:
             await publish(
                 bus,
@@ -302,13 +220,14 @@ class Daemon:
 
     async def _select_dns_backend(self) -> None:
         """The back-end of `[main] dns`; a changed mode replaces the old one (which cleans up)."""
-        from netpathd.dns_backends import make_backend  # noqa: PLC0415
-        from netpathd.dns_backends.base import BackendContext  # noqa: PLC0415
         from netpathd.model.dns_plan import DnsMode  # noqa: PLC0415
 
         mode = DnsMode(self.manager.settings.dns)
         if mode is self.dns.mode:
             return
+        from netpathd.dns_backends import make_backend  # noqa: PLC0415
+        from netpathd.dns_backends.base import BackendContext  # noqa: PLC0415
+
         context = BackendContext(
             bus=self._bus,
             bus_address=self.options.bus_address,

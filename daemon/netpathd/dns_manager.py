@@ -4,7 +4,7 @@ Three layers of connections, highest first: runtime-only ones (set over D-Bus,
 gone at restart), persisted ones (set over D-Bus, kept in ``--state-dir``) and
 the administrator's (``--config-dir/dns.conf``, never written by netpathd).
 The order is `model.dns.order`, kept current one change at a time by
-`model.dns_index.DnsIndex`; the domain routes are `model.dns_plan`, kept current
+`model.dns_index.DnsIndex`; the domain routes are `model.split_dns`, kept current
 the same way by `model.dns_routes.DnsRoutes` once a back-end that routes domains
 or a reader asks for them.  This class only feeds
 the index the effective connections and the network state, hands a changed plan
@@ -22,7 +22,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from netpathd.dns_backends.base import DnsBackend
 from netpathd.dns_backends.resolv_file import ResolverFileBackend, ResolverFileWriter
 from netpathd.errors import ConfigError, Failed, InvalidArgument, NotFound
 from netpathd.files.atomic import remove_stale_temporaries
@@ -37,6 +36,7 @@ from netpathd.model.dns_sources import SOURCE_PREFIXES
 from netpathd.model.links import NetState
 
 if TYPE_CHECKING:
+    from netpathd.dns_backends.base import DnsBackend
     from netpathd.model.dns_routes import DnsRoutes
 
 log = logging.getLogger(__name__)

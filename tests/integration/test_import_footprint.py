@@ -65,9 +65,12 @@ NOT_BEFORE_READY = (
     "netpathd.kernel.sockets_owner",
     "netpathd.dns_backends.dnsmasq",
     "netpathd.dns_backends.resolved",
+    "netpathd.dns_backends.base",  # what the pushing back-ends share: dns=default writes a file
+    "netpathd.model.split_dns",  # domain routes: only a routing mode or ExplainDomains reads them
+    "netpathd.model.dns_routes",
     "tempfile",  # with random; a start that writes nothing needs no temporary file
     "difflib",  # "did you mean" of a refusal
-    "shutil",  # with zlib, bz2, lzma: argparse's help width (app.build_parser)
+    "shutil",  # with zlib, bz2, lzma: argparse's help width (command_line.build_parser)
     "netpathd.dns_resolvconf",  # the first AddResolvconf or RemoveResolvconf (bus/dns.py)
     "netpathd.kernel.ifindex",
     "netpathd.model.ra_dns",  # the RA parser and its table: the first RA (dns_ra)
@@ -75,9 +78,13 @@ NOT_BEFORE_READY = (
     "netpathd.model.tcp_to_mptcp_maps",  # what a TCP->MPTCP scope writes: once one is applied
     "netpathd.model.mptcp_auto",  # automatic endpoints: only with [auto] in mptcp.conf
     "netpathd.model.mptcp_auto_config",
+    "netpathd.mptcp_apps",  # per-service drop-ins: the first EnableApp, ListApps or RegisterApp
     "ssl",  # netpathd speaks no TLS: OpenSSL is 5 MiB of libssl and libcrypto (app.main)
     "_ssl",
     "_hashlib",
+    "argparse",  # with gettext: the unit's fixed argv needs neither (command_line.usual_options)
+    "gettext",
+    "systemd",  # systemd-python's libsystemd: sd_notify is one sendto() (service_manager)
 )
 
 NOT_FOR_HELP = ("asyncio", "dbus_fast", "pyroute2", "netpathd.dns_manager", "netpathd.kernel")
@@ -235,7 +242,7 @@ async def test_a_long_connection_name_still_gets_its_sha256_file(
 
 def test_help_still_wraps_at_the_terminal_width(monkeypatch: pytest.MonkeyPatch) -> None:
     """The parser is built with a fixed-width formatter (no shutil), but prints with argparse's."""
-    from netpathd.app import build_parser  # noqa: PLC0415 - as the help test: no daemon import
+    from netpathd.command_line import build_parser  # noqa: PLC0415 - as the help test: no daemon import
 
     usage_lines = {}
     for columns in (60, 200):

@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from netpathd.app import build_parser as daemon_parser
+from netpathd.command_line import build_parser as daemon_parser
 from netpathd.ctl.main import build_parser as ctl_parser
 from netpathd.ctl.resolvconf import LONG_OPTIONS, SHORT_OPTIONS
 from netpathd.ctl.run import build_parser as run_parser

@@ -22,8 +22,9 @@ from netpathd.dns_backends.resolv_file import ResolverFileWriter
 from netpathd.dns_backends.resolved import ResolvedBackend, link_calls, link_changes
 from netpathd.files.resolv_conf import RcManager
 from netpathd.model.dns import DnsConnection, DnsFamilyConfig, GlobalDnsPriority
-from netpathd.model.dns_plan import DnsMode, DnsPlan, LinkDns, plan
+from netpathd.model.dns_plan import DnsMode, DnsPlan
 from netpathd.model.links import DefaultRoute, Family, Link, NetState
+from netpathd.model.split_dns import LinkDns, plan
 
 
 def test_dnsmasq_runs_with_networkmanagers_flags_under_our_name() -> None:

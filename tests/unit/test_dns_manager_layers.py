@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from netpathd.dns_manager import DnsManager
 from netpathd.files.resolv_conf import RcManager
 from netpathd.model.dns import DnsConnection, GlobalDnsPriority
-from netpathd.model.dns_plan import plan
 from netpathd.model.dns_settings import merge_settings
 from netpathd.model.links import DefaultRoute, Family, Link, NetState
+from netpathd.model.split_dns import plan
 
 NAMES = ("a", "b", "c")
 LINKS = {i: Link(i, f"eth{i}", up=True) for i in (1, 2, 3)}

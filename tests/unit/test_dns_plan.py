@@ -1,4 +1,4 @@
-"""Split DNS routing: which connection answers which domain (model.dns_plan.plan)."""
+"""Split DNS routing: which connection answers which domain (model.split_dns.plan)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from netpathd.model.dns import DnsConnection, DnsFamilyConfig, GlobalDnsPriority
-from netpathd.model.dns_plan import DEFAULT_DOMAIN, DnsMode, DnsPlan, domain_key, plan
+from netpathd.model.dns_plan import DEFAULT_DOMAIN, DnsMode, DnsPlan
 from netpathd.model.links import DefaultRoute, Family, Link, NetState
+from netpathd.model.split_dns import domain_key, plan
 
 NO_GLOBAL = GlobalDnsPriority()
 

@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 
 from netpathd.model.dns import DnsConnection, DnsFamilyConfig, GlobalDnsPriority
 from netpathd.model.dns_index import DnsIndex
-from netpathd.model.dns_plan import DnsMode, routed_plan
+from netpathd.model.dns_plan import DnsMode
 from netpathd.model.dns_routes import DnsRoutes
 from netpathd.model.links import DefaultRoute, Family, Link, NetState
 from netpathd.model.netstate import apply
+from netpathd.model.split_dns import routed_plan
 from tests.unit.test_dns_index import START, Change, changes
 
 

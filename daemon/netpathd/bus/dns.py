@@ -2,7 +2,7 @@
 
 # No "from __future__ import annotations": dbus-fast reads the annotations at runtime.
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from dbus_fast import PropertyAccess, Variant
 from dbus_fast.annotations import DBusBool, DBusSignature, DBusStr, DBusUInt32
@@ -13,9 +13,11 @@ from netpathd.bus.polkit import Authorizer
 from netpathd.dns_manager import DnsManager
 from netpathd.errors import InvalidArgument
 from netpathd.model.dns import DnsEntry, effective_priority
-from netpathd.model.dns_plan import DomainRoute
 from netpathd.model.dns_settings import SETTINGS_SIGNATURES, make_global_priority, to_settings
 from netpathd.model.links import Family
+
+if TYPE_CHECKING:
+    from netpathd.model.split_dns import DomainRoute
 
 INTERFACE = "org.netpathd1.Dns"
 
@@ -57,7 +59,7 @@ def explain_entry(entry: DnsEntry, source: str) -> dict[str, Variant]:
     }
 
 
-def explain_route(route: DomainRoute) -> dict[str, Variant]:
+def explain_route(route: "DomainRoute") -> dict[str, Variant]:
     losers = [
         {
             "connection": Variant("s", loser.connection),

@@ -11,7 +11,7 @@ choice in the method name rather than in a flag argument.
 # No "from __future__ import annotations": dbus-fast reads the annotations at runtime.
 
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 from dbus_fast import PropertyAccess, Variant
@@ -25,7 +25,6 @@ from netpathd.errors import NotSupported
 from netpathd.model.mptcp import Endpoint, Limits, validate_endpoint_id, validate_limits
 from netpathd.model.mptcp_config import flag_names
 from netpathd.model.mptcp_request import endpoint_request, flags_request
-from netpathd.mptcp_apps import MptcpApps, check_unit_name
 from netpathd.mptcp_manager import MptcpManager
 from netpathd.tcp_to_mptcp import TcpToMptcp
 
@@ -33,6 +32,7 @@ if TYPE_CHECKING:  # sock_diag and /proc scanning load only when GetConnections 
     from netpathd.kernel.mptcp_diag import MptcpConnection, Subflow
     from netpathd.kernel.mptcp_events import MptcpEvent
     from netpathd.kernel.sockets_owner import Owner
+    from netpathd.mptcp_apps import MptcpApps
 
 INTERFACE = "org.netpathd1.Mptcp"
 
@@ -116,13 +116,14 @@ class MptcpInterface(TcpToMptcpMembers):
         self,
         mptcp: MptcpManager,
         polkit: Authorizer,
-        apps: MptcpApps | None = None,
+        apps: "Callable[[], MptcpApps] | None" = None,
         tcp: TcpToMptcp | None = None,
     ) -> None:
         super().__init__(INTERFACE)
         self._mptcp = mptcp
         self._polkit = polkit
-        self._apps = apps
+        self._make_apps = apps
+        self._made_apps = None
         self._tcp = tcp
         mptcp.observe(self._on_change)
         mptcp.observe_events(self._on_event)
@@ -249,14 +250,17 @@ class MptcpInterface(TcpToMptcpMembers):
             connection_dict(conn, owners) for conn, owners in await self._mptcp.connections(viewer)
         ]
 
-    def _require_apps(self) -> MptcpApps:
-        if self._apps is None:
+    def _require_apps(self) -> "MptcpApps":
+        apps = self._apps()
+        if apps is None:
             raise NotSupported("per-unit MPTCP is not configured in this daemon")
-        return self._apps
+        return apps
 
     @dbus_method()
     @dbus_errors
     async def EnableApp(self, unit: DBusStr) -> None:
+        from netpathd.mptcp_apps import check_unit_name  # noqa: PLC0415 - see _apps()
+
         check_unit_name(unit)
         await self._polkit.authorize(INTERFACE, "EnableApp", unit=unit)
         bpf = self._tcp is not None and await self._tcp.available()
@@ -265,6 +269,8 @@ class MptcpInterface(TcpToMptcpMembers):
     @dbus_method()
     @dbus_errors
     async def DisableApp(self, unit: DBusStr) -> None:
+        from netpathd.mptcp_apps import check_unit_name  # noqa: PLC0415 - see _apps()
+
         check_unit_name(unit)
         await self._polkit.authorize(INTERFACE, "DisableApp", unit=unit)
         await self._require_apps().disable(unit)

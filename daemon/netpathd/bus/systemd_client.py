@@ -13,13 +13,15 @@ Every call is bounded by a timeout: a hung systemd must not hang a D-Bus handler
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
 from netpathd.errors import Failed, NotFound, NotSupported
-from netpathd.mptcp_apps import ServiceUnit, exec_commands
+
+if TYPE_CHECKING:
+    from netpathd.mptcp_apps import ServiceUnit
 
 SYSTEMD = "org.freedesktop.systemd1"
 MANAGER_PATH = "/org/freedesktop/systemd1"
@@ -111,6 +113,8 @@ class SystemdClient:
             if error.name == NO_SUCH_UNIT:
                 raise NotFound(f"no such unit: {name}") from None
             raise Failed(f"systemd refused to describe {name}: {error}") from None
+        from netpathd.mptcp_apps import ServiceUnit, exec_commands  # noqa: PLC0415 - app calls only
+
         return ServiceUnit(
             name=name,
             fragment_path=str(unit.get("FragmentPath", "")),

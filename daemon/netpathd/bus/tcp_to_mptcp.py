@@ -10,7 +10,8 @@ to list.  Every setter validates, then authorizes (``org.netpathd1.mptcp.app``),
 # No "from __future__ import annotations": dbus-fast reads the annotations at runtime.
 
 import dataclasses
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 from dbus_fast import PropertyAccess
 from dbus_fast.annotations import DBusBool, DBusSignature, DBusStr
@@ -20,8 +21,10 @@ from netpathd.bus.errors import dbus_errors
 from netpathd.bus.polkit import Authorizer
 from netpathd.errors import NotSupported
 from netpathd.model.tcp_to_mptcp import check_entries
-from netpathd.mptcp_apps import MptcpApps
 from netpathd.tcp_to_mptcp import TcpToMptcp
+
+if TYPE_CHECKING:
+    from netpathd.mptcp_apps import MptcpApps
 
 INTERFACE = "org.netpathd1.Mptcp"
 Strings = Annotated[list[str], DBusSignature("as")]
@@ -33,8 +36,16 @@ class TcpToMptcpMembers(ServiceInterface):
     """Never exported alone: MptcpInterface derives from it and sets these attributes."""
 
     _polkit: Authorizer
-    _apps: MptcpApps | None
+    _make_apps: "Callable[[], MptcpApps] | None"
+    _made_apps: "MptcpApps | None"
     _tcp: TcpToMptcp | None
+
+    def _apps(self) -> "MptcpApps | None":
+        """The per-service drop-ins, made at the first call that needs them: mptcp_apps
+        (about 1 ms of imports and classes) stays out of the start until then."""
+        if self._made_apps is None and self._make_apps is not None:
+            self._made_apps = self._make_apps()
+        return self._made_apps
 
     def _require_tcp(self) -> TcpToMptcp:
         if self._tcp is None:
@@ -100,12 +111,12 @@ class TcpToMptcpMembers(ServiceInterface):
     async def RegisterApp(self) -> DBusStr:
         tcp = self._require_tcp()
         await self._polkit.authorize(INTERFACE, "RegisterApp")
-        apps = self._apps
+        apps = self._apps()
         enabled = [u for u in apps.units() if apps.backend(u) == "bpf"] if apps else []
         return await tcp.register(await self._polkit.caller_pid(), enabled)
 
     @dbus_method()
     @dbus_errors
     def ListAppBackends(self) -> Backends:
-        apps = self._apps
+        apps = self._apps()
         return {unit: apps.backend(unit) for unit in apps.units()} if apps else {}

@@ -7,8 +7,12 @@ say) is one new module and one line here.
 
 from __future__ import annotations
 
-from netpathd.dns_backends.base import BackendContext, DnsBackend
+from typing import TYPE_CHECKING
+
 from netpathd.model.dns_plan import DnsMode
+
+if TYPE_CHECKING:  # dns=default's resolver file is a back-end without base's machinery
+    from netpathd.dns_backends.base import BackendContext, DnsBackend
 
 
 def make_backend(mode: DnsMode, context: BackendContext) -> DnsBackend:

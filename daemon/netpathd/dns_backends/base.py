@@ -56,6 +56,8 @@ class BackendUnavailable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class BackendContext:
+    """What the daemon lends a back-end: its bus, the resolver file, where to report state."""
+
     bus: MessageBus | None  # the daemon's own connection; None before it is connected
     bus_address: str | None  # what a child process (dnsmasq) connects to; None: system bus
     resolver_file: ResolverFileWriter

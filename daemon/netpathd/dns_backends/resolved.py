@@ -6,7 +6,7 @@ that answers everything else) and `SetLinkDefaultRoute`; `RevertLink` for an int
 no longer carries a connection; everything again when resolved (re)appears on the bus
 (`NameOwnerChanged`), because a restarted resolved has forgotten it all.
 
-A domain claimed by two links goes to the winner only (model.dns_plan): resolved would send
+A domain claimed by two links goes to the winner only (model.split_dns): resolved would send
 the query to both and take the first answer (measured), which breaks the dns-priority rule.
 """
 
@@ -28,7 +28,8 @@ from netpathd.dns_backends.base import (
     PushingBackend,
     bus_daemon_match,
 )
-from netpathd.model.dns_plan import DnsMode, DnsPlan, LinkDns
+from netpathd.model.dns_plan import DnsMode, DnsPlan
+from netpathd.model.split_dns import LinkDns
 
 log = logging.getLogger(__name__)
 

@@ -69,6 +69,8 @@ EMPTY_FAMILY_CONFIG = DnsFamilyConfig()
 
 @dataclass(frozen=True, slots=True)
 class DnsConnection:
+    """One connection's DNS settings, in NetworkManager's terms (`ipv4.dns`, `dns-priority`...)."""
+
     name: str
     interface_name: str
     type: str  # NetworkManager's connection.type name, e.g. "ethernet", "vpn", "wireguard"
@@ -140,6 +142,8 @@ class DnsEntry:
 
 @dataclass(frozen=True, slots=True)
 class DnsResult:
+    """The merged order: what the resolver file lists, and every entry with its rank or why not."""
+
     nameservers: tuple[str, ...] = ()
     searches: tuple[str, ...] = ()
     options: tuple[str, ...] = ()

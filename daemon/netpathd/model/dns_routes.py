@@ -1,4 +1,4 @@
-"""The routed plan kept current one change at a time: `model.dns_plan.routed_plan` without O(N).
+"""The routed plan kept current one change at a time: `model.split_dns.routed_plan` without O(N).
 
 `routed_plan()` walks every claimant at every change, which cost about 7 ms per change with
 1,000 connections under dns=dnsmasq and dns=systemd-resolved.  `DnsRoutes` gives the same
@@ -36,18 +36,9 @@ from netpathd.model.dns import (
     render_server,
 )
 from netpathd.model.dns_index import DnsIndex, Key
-from netpathd.model.dns_plan import (
-    DEFAULT_DOMAIN,
-    DnsMode,
-    DnsPlan,
-    DomainLoser,
-    DomainRoute,
-    LinkDns,
-    domain_key,
-    loss_reason,
-    resolver_file,
-)
+from netpathd.model.dns_plan import DEFAULT_DOMAIN, DnsMode, DnsPlan, resolver_file
 from netpathd.model.links import Family, NetState
+from netpathd.model.split_dns import DomainLoser, DomainRoute, LinkDns, domain_key, loss_reason
 
 Listing = tuple[Key, int, bool]  # (claimant, position among its listings, routing-only)
 DomainOrder = tuple[bool, str]  # routes are sorted by domain, "." first

@@ -320,6 +320,8 @@ _IDENTITY_KEYS = ("connection.interface-name", "connection.type")
 
 @dataclass(frozen=True, slots=True)
 class DnsConfig:
+    """One layer's connections and global priorities: the admin's dns.conf or the state kept."""
+
     global_priority: GlobalDnsPriority = field(default_factory=GlobalDnsPriority)
     connections: tuple[DnsConnection, ...] = ()
 
