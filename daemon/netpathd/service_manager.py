@@ -1,14 +1,13 @@
 """The daemon's systemd face: sd_notify, the watchdog and journal logging.
 
-systemd-python (for the journal) is imported lazily so that a daemon started outside
-systemd (tests, the sandbox) pays nothing for it.  ``sd_notify`` is a no-op without
+systemd-python is imported lazily so that a daemon started outside systemd
+(tests, the sandbox) pays nothing for it.  ``sd_notify`` is a no-op without
 ``NOTIFY_SOCKET``; the watchdog timer only exists when ``WatchdogSec=`` asks
 for it, so an idle daemon has no periodic wake-ups at all.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import sys
@@ -17,25 +16,13 @@ log = logging.getLogger(__name__)
 
 
 def notify(*assignments: str) -> None:
-    """Send ``READY=1`` / ``STATUS=...`` style assignments to the service manager.
-
-    The protocol is sd_notify(3)'s, which systemd keeps stable for reimplementations: one
-    datagram to the AF_UNIX socket named by ``$NOTIFY_SOCKET``, a path or (``@``) an abstract
-    name.  systemd-python's ``notify`` would load libsystemd for this one sendto(): about 1 ms
-    of every start.  The service manager hands a service one of these two forms only.
-    """
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
+    """Send ``READY=1`` / ``STATUS=...`` style assignments to the service manager."""
+    if not os.environ.get("NOTIFY_SOCKET"):
         return
-    import socket  # noqa: PLC0415 - `netpathd --help` does without it
+    from systemd.daemon import notify as sd_notify  # noqa: PLC0415 - only under systemd
 
     try:
-        if address.startswith("@"):
-            address = "\0" + address[1:]
-        elif not address.startswith("/"):
-            raise OSError(errno.EAFNOSUPPORT, f"not a socket path: {address!r}")
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            sock.sendto("\n".join(assignments).encode(), address)
+        sd_notify("\n".join(assignments))
     except OSError as error:
         log.warning("sd_notify(%s) failed: %s", ", ".join(assignments), error)
 

@@ -84,7 +84,6 @@ NOT_BEFORE_READY = (
     "_hashlib",
     "argparse",  # with gettext: the unit's fixed argv needs neither (command_line.usual_options)
     "gettext",
-    "systemd",  # systemd-python's libsystemd: sd_notify is one sendto() (service_manager)
 )
 
 NOT_FOR_HELP = ("asyncio", "dbus_fast", "pyroute2", "netpathd.dns_manager", "netpathd.kernel")
