@@ -79,60 +79,33 @@ def write_atomic(
         old_data, old_mode = current
         if old_data == data and (mode is None or mode == old_mode):
             return False
-        final_mode = old_mode if mode is None else mode
-    else:
-        final_mode = DEFAULT_MODE if mode is None else mode
-
-    directory = target.parent
-    temp: str | None = None
-    try:
-        # mkstemp: O_CREAT|O_EXCL with a random name, so two writers never share a temp file.
-        # Imported here: tempfile (with shutil, random, bz2, lzma) is 1-2 ms of a start that
-        # may write nothing.
-        import tempfile  # noqa: PLC0415
-
-        fd, temp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=_TEMP_SUFFIX, dir=directory)
-        with os.fdopen(fd, "wb") as file:
-            os.fchmod(file.fileno(), final_mode)  # exact mode, not filtered by the umask
-            file.write(data)
-            file.flush()
-            if durable:
-                os.fsync(file.fileno())
-        os.replace(temp, target)
-        temp = None
-        if durable:
-            fsync_directory(directory)
-    except OSError as error:
-        if temp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-        raise Failed(f"cannot write {target}: {_reason(error)}") from error
+    replace_atomic(target, data, mode=mode, durable=durable)
     return True
 
 
 def replace_atomic(
-    path: Path, data: bytes, *, durable: bool = True, make_directory: bool = False
+    path: Path,
+    data: bytes,
+    *,
+    mode: int | None = None,
+    durable: bool = True,
+    make_directory: bool = False,
 ) -> None:
-    """Replace `path` with `data` as `write_atomic` does, for the only writer of the file.
+    """Replace `path` with `data`, whatever it holds; `write_atomic` without the compare.
 
-    Such a writer knows what it wrote last, so it compares in memory and calls this only
-    when the content changed: the old file is never read, and the temporary file is
-    made with plain syscalls (`tempfile` costs as much as the write on tmpfs).  For
-    the MPTCP records every endpoint call writes before its reply (issue 13: the read
-    and `mkstemp` were a fifth of an `AddEndpointRuntime`).  The mode of the file
-    replaced is kept, 0644 for a new one.  `make_directory` makes a missing directory
-    (and its parents) and tries once more.
+    The only writer of a file knows what it wrote last, so it compares in memory and calls
+    this only when the content changed: the old file is never read, and the temporary file
+    is made with plain syscalls (`tempfile` costs as much as the write on tmpfs).  For the
+    MPTCP records every endpoint call writes before its reply (issue 13: the read and
+    `mkstemp` were a fifth of an `AddEndpointRuntime`).  `mode` None keeps the mode of the
+    file replaced, 0644 for a new one or one that is not a regular file.  `make_directory`
+    makes a missing directory (and its parents) and tries once more.
     """
     target = os.fspath(path)
     directory, name = os.path.split(target)
     directory = directory or "."
-    try:
-        info = os.lstat(target)
-        mode = stat.S_IMODE(info.st_mode) if stat.S_ISREG(info.st_mode) else DEFAULT_MODE
-    except FileNotFoundError:
-        mode = DEFAULT_MODE
-    except OSError as error:
-        raise Failed(f"cannot write {target}: {_reason(error)}") from error
+    if mode is None:
+        mode = _mode_to_keep(target)
     temp: str | None = None
     try:
         try:
@@ -160,6 +133,17 @@ def replace_atomic(
             with contextlib.suppress(OSError):
                 os.unlink(temp)
         raise Failed(f"cannot write {target}: {_reason(error)}") from error
+
+
+def _mode_to_keep(target: str) -> int:
+    """The permission bits of the regular file at `target`, else 0644."""
+    try:
+        info = os.lstat(target)
+    except FileNotFoundError:
+        return DEFAULT_MODE
+    except OSError as error:
+        raise Failed(f"cannot write {target}: {_reason(error)}") from error
+    return stat.S_IMODE(info.st_mode) if stat.S_ISREG(info.st_mode) else DEFAULT_MODE
 
 
 def _create_temporary(directory: str, name: str) -> tuple[int, str]:
