@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -143,8 +144,9 @@ class Killed(BaseException):
     """Stands for SIGKILL: nothing of write_atomic's clean-up runs."""
 
 
+@pytest.mark.parametrize("write", [write_atomic, replace_atomic])
 def test_what_a_killed_write_leaves_is_removed_and_nothing_else(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    write: Callable[[Path, bytes], object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     target = tmp_path / "dns.conf"
 
@@ -155,7 +157,7 @@ def test_what_a_killed_write_leaves_is_removed_and_nothing_else(
         patched.setattr(os, "replace", killed)
         for _ in range(3):
             with pytest.raises(Killed):
-                write_atomic(target, b"new\n")
+                write(target, b"new\n")
     left = sorted(os.listdir(tmp_path))
     assert len(left) == 3
     assert all(name.startswith(".dns.conf.") and name.endswith(".tmp") for name in left)
@@ -251,21 +253,3 @@ def test_a_failed_replace_leaves_the_old_file_and_no_temporary(
     assert info.value.message == f"cannot write {target}: Input/output error"
     assert target.read_bytes() == b"old\n"
     assert os.listdir(tmp_path) == ["f"]
-
-
-def test_what_a_killed_replace_leaves_is_removed_at_start(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    target = tmp_path / "mptcp.conf"
-
-    def killed(*_: object) -> None:
-        raise Killed
-
-    with monkeypatch.context() as patched:
-        patched.setattr(os, "replace", killed)
-        for _ in range(3):
-            with pytest.raises(Killed):
-                replace_atomic(target, b"new\n")
-    assert len(os.listdir(tmp_path)) == 3
-    remove_stale_temporaries(target)
-    assert os.listdir(tmp_path) == []

@@ -54,19 +54,21 @@ def test_any_sequence_of_changes_gives_the_plan_from_scratch(
     assert routes.plan(index, mode) == from_scratch(index, mode)
 
 
+def site_connection(i: int) -> DnsConnection:
+    """Connection ``c<i>`` on ``eth<i>``: server 192.0.2.<i>, domain site<i>.example."""
+    return DnsConnection(
+        f"c{i}",
+        f"eth{i}",
+        "ethernet",
+        DnsFamilyConfig((ipaddress.ip_address(f"192.0.2.{i}"),), (f"site{i}.example",)),
+        created_seq=i,
+    )
+
+
 def test_a_plan_follows_a_new_index_from_scratch() -> None:
     """DnsManager replaces its index at a reload: the first read of a new one takes it all."""
     links = {1: Link(1, "eth1", up=True), 2: Link(2, "eth2", up=True)}
-    conns = [
-        DnsConnection(
-            f"c{i}",
-            f"eth{i}",
-            "ethernet",
-            DnsFamilyConfig((ipaddress.ip_address(f"192.0.2.{i}"),), (f"site{i}.example",)),
-            created_seq=i,
-        )
-        for i in (1, 2)
-    ]
+    conns = [site_connection(i) for i in (1, 2)]
     routes = DnsRoutes()
     first = DnsIndex()
     first.update_state(NetState(links=links))
@@ -88,16 +90,7 @@ def test_a_change_to_one_connection_keeps_the_other_routes_and_links() -> None:
     links = {i: Link(i, f"eth{i}", up=True) for i in range(1, size)}
     default = frozenset({DefaultRoute(Family.IPV4, 1, 10)})  # "." stays with c1 alone
     index.update_state(NetState(links=links, default_routes=default))
-    conns = [
-        DnsConnection(
-            f"c{i}",
-            f"eth{i}",
-            "ethernet",
-            DnsFamilyConfig((ipaddress.ip_address(f"192.0.2.{i}"),), (f"site{i}.example",)),
-            created_seq=i,
-        )
-        for i in range(1, size)
-    ]
+    conns = [site_connection(i) for i in range(1, size)]
     for conn in conns:
         index.put(conn)
     routes = DnsRoutes()
