@@ -157,6 +157,7 @@ class MptcpManager:
             self._events.close()
             self._events = None
         self._pm.close()
+        self._store.close()
         self._unavailable = Failed("MPTCP manager is stopped")
 
     def prepare_reload(self) -> Callable[[], Awaitable[None]]:

@@ -33,17 +33,19 @@ async def killed_while_writing(daemon: Daemon, path: Path) -> AsyncIterator[None
     """Run the body's call, SIGKILL the daemon as it opens ``path`` to write it.
 
     strace's fault injection delivers the signal on entry to the first stat of
-    that path: ``replace_atomic`` begins with the ``lstat`` that keeps the file's
-    mode, and never opens the file itself (strace 6.1's ``-P`` does not see a
-    rename's target), so the kill lands exactly between the steps before and
-    after that write, with no hook in netpathd.
+    that path or write to it: ``replace_atomic`` begins with the ``lstat`` that
+    keeps the file's mode, and never opens the file itself (strace 6.1's ``-P``
+    does not see a rename's target); the applied record is appended with one
+    ``write()`` to the file kept open (``-P`` follows descriptors).  So the kill
+    lands exactly between the steps before and after that write, with no hook in
+    netpathd.
     """
     pid = daemon.process.pid
     threads = len(os.listdir(f"/proc/{pid}/task"))
-    stat = "%fstat,statx"  # glibc's lstat() is newfstatat(), or statx() in some builds
+    writes = "%fstat,statx,write"  # glibc's lstat() is newfstatat(), or statx() in some builds
     tracer = await asyncio.create_subprocess_exec(
         "strace", "-f", "-p", str(pid), "-P", str(path),
-        "-e", f"trace={stat}", "-e", f"inject={stat}:signal=SIGKILL", "-o", "/dev/null",
+        "-e", f"trace={writes}", "-e", f"inject={writes}:signal=SIGKILL", "-o", "/dev/null",
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert tracer.stderr is not None
@@ -124,15 +126,21 @@ async def test_add_endpoint_killed_after_the_reply_keeps_it_as_its_own(
 
 
 @pytest.mark.parametrize("after_reply", [False, True], ids=["mid-call", "after-reply"])
+@pytest.mark.parametrize("earlier", [False, True], ids=["first", "appended"])
 async def test_runtime_endpoint_never_survives_a_kill(
-    ns: Netns, bus: PrivateBus, tmp_path: Path, after_reply: bool
+    ns: Netns, bus: PrivateBus, tmp_path: Path, after_reply: bool, earlier: bool
 ) -> None:
+    """``earlier``: another runtime endpoint was added first, so the record of this one
+    is appended to the file that add wrote, not written anew (files/record_log.py)."""
     daemon = start_daemon(ns, bus, tmp_path)
     try:
+        if earlier:
+            async with connected(bus) as client:
+                await client.call("AddEndpointRuntime", "sassqu", ["192.0.2.6", [], "", 0, 9])
         if after_reply:
             async with connected(bus) as client:
-                await client.call("AddEndpointRuntime", "sassqu", ADD)
-            assert endpoints(ns) == "192.0.2.5 id 1 subflow \n"
+                (new_id,) = await client.call("AddEndpointRuntime", "sassqu", ADD)
+            assert f"192.0.2.5 id {new_id} subflow \n" in endpoints(ns)
             daemon.process.kill()
         else:
             await _call_until_killed(

@@ -14,6 +14,7 @@ import pytest
 
 from netpathd.errors import ConfigError, Failed, NotFound
 from netpathd.files.mptcp_store import MptcpStore
+from netpathd.files.record_log import last_record
 from netpathd.kernel import sysctl
 from netpathd.model.links import Address, DefaultRoute, Family, Link, NetState
 from netpathd.model.mptcp import Endpoint, EndpointFlag, Limits
@@ -124,7 +125,8 @@ def state(*addresses: str, links: tuple[str, ...] = ("eth1",)) -> NetState:
 
 
 def record(tmp_path: Path) -> str:
-    return (tmp_path / "run" / "mptcp-applied.conf").read_text()
+    path = tmp_path / "run" / "mptcp-applied.conf"
+    return last_record(path.read_text(), path)
 
 
 async def test_ownership_is_recorded_before_the_add_and_kept_across_a_reload(

@@ -16,12 +16,15 @@
   kernel, which a reboot empties, so it lives on tmpfs (``/run/netpathd``, as
   NetworkManager keeps its own under ``/run/NetworkManager``): a record that
   outlived a reboot would claim endpoints the kernel no longer has, and a
-  rename on tmpfs costs a fraction of one on disk.
+  write on tmpfs costs a fraction of one on disk.  A change appends the whole
+  new record, and the file's content is its last complete one
+  (``files/record_log.py``): one write() ahead of each endpoint, not a rename.
 
-All three files share one format (``netpathd.model.mptcp_config``).  Every
-write is atomic and adopted in memory only once it succeeded, so memory and disk
-always agree; that is why a write compares with memory, not with the file
-(``replace_atomic``): netpathd is the only writer of both.
+All three files share one format (``netpathd.model.mptcp_config``); the record
+holds one file of it after another.  Every write is atomic (the state file is
+replaced, the record appended) and adopted in memory only once it succeeded, so
+memory and disk always agree; that is why a write compares with memory, not with
+the file: netpathd is the only writer of both.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from netpathd.errors import ConfigError, Failed
-from netpathd.files.atomic import remove_stale_temporaries, replace_atomic, write_atomic
+from netpathd.files.atomic import remove_stale_temporaries, write_atomic
 from netpathd.files.config import read_config_text
+from netpathd.files.record_log import RecordLog, last_record
 from netpathd.files.state import save_state
 from netpathd.model.mptcp_config import (
     EndpointConfig,
@@ -58,9 +62,17 @@ had before a runtime-only change, so that a restart can take those changes back.
 
 
 def read_config(path: Path, *, record: bool = False) -> MptcpConfig:
-    """The configuration in ``path``; empty when there is no file; ConfigError when bad."""
+    """The configuration in ``path``; empty when there is no file; ConfigError when bad.
+
+    ``record``: ``path`` is the applied record, whose content is its last complete record
+    (``files/record_log.py``).
+    """
     text = read_config_text(path)
-    return MptcpConfig() if text is None else parse_config(text, str(path), record=record)
+    if text is None:
+        return MptcpConfig()
+    if record:
+        text = last_record(text, path)
+    return parse_config(text, str(path), record=record)
 
 
 class MptcpStore:
@@ -68,6 +80,7 @@ class MptcpStore:
         self.admin_path = config_dir / CONFIG_FILE_NAME
         self.state_path = state_dir / CONFIG_FILE_NAME
         self.applied_path = runtime_dir / APPLIED_FILE_NAME
+        self._record = RecordLog(self.applied_path)
         self._old_applied_path = state_dir / APPLIED_FILE_NAME  # before --runtime-dir
         self.admin = MptcpConfig()
         self.persisted = MptcpConfig()
@@ -148,11 +161,11 @@ class MptcpStore:
     def record_applied(self, applied: MptcpConfig) -> None:
         if applied == self.applied:
             return
-        # The record describes the kernel's state, which a power loss resets as well:
-        # it needs atomicity against a crash of the daemon, not fsync.
-        data = render_config(applied, APPLIED_HEADER).encode()
-        replace_atomic(self.applied_path, data, durable=False, make_directory=True)
+        self._record.write(render_config(applied, APPLIED_HEADER))
         self.applied = applied
+
+    def close(self) -> None:
+        self._record.close()
 
     def record_add(self, config: EndpointConfig, *, runtime: bool) -> Callable[[], None]:
         """Write an add down before the kernel sees it; returns how to take that back.
