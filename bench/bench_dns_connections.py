@@ -106,20 +106,27 @@ def median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1e3
 
 
-def loaded(workdir: Path, size: int) -> DnsManager:
-    """A manager with ``size`` connections, loaded from a state file as at start."""
+def loaded(workdir: Path, size: int, resolver_dir: Path | None = None) -> DnsManager:
+    """A manager with ``size`` connections, loaded from a state file as at start.
+
+    The resolver file is in ``resolver_dir`` when given, else beside the state directory.
+    """
     for sub in ("config", "state"):
         (workdir / sub).mkdir()
     (workdir / "state" / "dns.conf").write_text(render_connections_file(connections(size)))
-    dns = DnsManager(workdir / "config", workdir / "state", workdir / "resolv.conf", RcManager.FILE)
+    resolver = (resolver_dir or workdir) / "resolv.conf"
+    dns = DnsManager(workdir / "config", workdir / "state", resolver, RcManager.FILE)
     dns.load()
     return dns
 
 
-def measure(size: int, calls: int, fresh: bool) -> tuple[float, ...]:
-    with tempfile.TemporaryDirectory(prefix="netpathd-bench-") as name:
+def measure(size: int, calls: int, fresh: bool, resolver_parent: str | None) -> tuple[float, ...]:
+    with (
+        tempfile.TemporaryDirectory(prefix="netpathd-bench-") as name,
+        tempfile.TemporaryDirectory(prefix="resolver-", dir=resolver_parent or name) as resolver,
+    ):
         workdir = Path(name)
-        dns = loaded(workdir, size)
+        dns = loaded(workdir, size, Path(resolver))
         state = network(size, best=1)
         dns.update_network(state)
         # The first save moves an old single state file into one file per connection.
@@ -276,15 +283,27 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=30)
     parser.add_argument("--fresh-states", action="store_true", help="a new snapshot per rewrite")
     parser.add_argument("--no-split", action="store_true", help="dns=default only")
+    parser.add_argument(
+        "--resolver-dir",
+        help="where the resolver file is written (default: beside the state directory, under "
+        "$TMPDIR); /dev/shm is the shipped unit's layout: its --resolv-conf is on /run (tmpfs) "
+        "while the state directory is on disk",
+    )
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     reference: list[float] = []
     print(f"medians in ms over {args.calls} calls; growth = against the first size")
+    print(
+        f"state directory under {tempfile.gettempdir()}, resolver file under "
+        f"{args.resolver_dir or tempfile.gettempdir()}"
+    )
     print(f"{'N':>6}{'Set persisted':>15}{'Set runtime':>13}{'rewrite':>10}{'routed plan':>13}"
           f"{'fsync floor':>13}{'growth (Set, rewrite)':>23}")  # fmt: skip
     first: tuple[float, ...] = ()
     for size in sizes:
-        persisted, runtime, rewrite, routed, floor = measure(size, args.calls, args.fresh_states)
+        persisted, runtime, rewrite, routed, floor = measure(
+            size, args.calls, args.fresh_states, args.resolver_dir
+        )
         reference.append(runtime)
         first = first or (persisted, rewrite)
         print(
