@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -13,12 +14,15 @@ from netpathd.model.dns import DnsConnection, DnsFamilyConfig, GlobalDnsPriority
 from netpathd.model.dns_settings import (
     CONNECTION_TYPES,
     DnsConfig,
+    _merged_entry_by_entry,
     make_global_priority,
     merge_settings,
+    parse_connection_section,
     parse_connections_file,
     render_connections_file,
     to_settings,
 )
+from netpathd.model.keyfile import parse_keyfile
 
 KNOWN_TYPES = ", ".join(sorted(CONNECTION_TYPES))
 BASE: dict[str, object] = {"connection.interface-name": "eth0", "connection.type": "ethernet"}
@@ -398,3 +402,50 @@ def test_a_domain_of_253_characters_is_accepted() -> None:
     assert len(domain) == 253
     conn = merge_settings(None, "c", {**BASE, "ipv4.dns-search": [f"~{domain}"]}, created_seq=0)
     assert conn.ipv4.search == (f"~{domain}",)
+
+
+VALUES = {
+    "connection.type": st.sampled_from(["ethernet", "vpn", "bogus"]),
+    "ipv4.dns": st.sampled_from(["", "192.0.2.1", "192.0.2.1, 198.51.100.7", "300.1.1.1"]),
+    "ipv6.dns": st.sampled_from(["", "2001:db8::1", "fe80::1", "2001:db8::1, nonsense"]),
+    "ipv4.dns-search": st.sampled_from(["", "example.com, ~corp.example", "bad domain"]),
+    "ipv6.dns-search": st.sampled_from(["", "~.", "a..b"]),
+    "ipv4.dns-options": st.sampled_from(["", "rotate, ndots:3", "ndots", "rotate, rotate"]),
+    "ipv6.dns-options": st.sampled_from(["", "inet6", "timeout:x"]),
+    "ipv4.dns-priority": st.sampled_from(["50", "-10", "x", "-2147483648"]),
+    "ipv6.dns-priority": st.sampled_from(["100", "2147483648"]),
+}
+MANY_SERVERS = [", ".join(f"192.0.2.{i}" for i in range(1, n + 1)) for n in (1, 128, 200)]
+
+
+@st.composite
+def connection_sections(draw: st.DrawFn) -> str:
+    keys = draw(st.permutations(list(VALUES)))[: draw(st.integers(1, len(VALUES)))]
+    if "connection.type" not in keys:
+        keys.append("connection.type")
+    lines = ['[connection "c"]', "connection.interface-name = eth0"]
+    for key in keys:
+        if key in ("ipv4.dns", "ipv6.dns") and draw(st.booleans()):
+            many = draw(st.sampled_from(MANY_SERVERS))  # the caps count both families
+            value = many if key == "ipv4.dns" else many.replace("192.0.2.", "2001:db8::")
+        else:
+            value = draw(VALUES[key])
+        lines.append(f"{key} = {value}".rstrip())
+    return "\n".join(lines) + "\n"
+
+
+@given(connection_sections())
+def test_a_section_is_read_as_its_entries_applied_one_at_a_time(text: str) -> None:
+    """The merge of every key at once (issue 13) accepts and refuses exactly what applying
+    the entries one by one in file order does, and names the same line."""
+    (section,) = parse_keyfile(text, "f")
+
+    def outcome(read: Callable[[], DnsConnection]) -> DnsConnection | str:
+        try:
+            return read()
+        except ConfigError as error:
+            return str(error)
+
+    assert outcome(lambda: parse_connection_section(section, "f", 4)) == outcome(
+        lambda: _merged_entry_by_entry(section, "f", "c", 4)
+    )

@@ -372,6 +372,24 @@ def parse_connection_section(section: Section, path: str, created_seq: int) -> D
             raise ConfigError(path, section.line, f"{key}: required in [connection {name!r}]")
     with _at(path, entries["connection.interface-name"].line):
         _interface_name("connection.interface-name", entries["connection.interface-name"].value)
+    try:
+        # Every key at once: a merge per key was 9 of them per connection, 180 µs, and
+        # a start with 1,000 connection files spent 180 ms on it (issue 13).
+        settings = {entry.key: _value(entry, path) for entry in section.entries}
+        return merge_settings(None, name, settings, created_seq=created_seq)
+    except (InvalidArgument, ConfigError):
+        return _merged_entry_by_entry(section, path, name, created_seq)
+
+
+def _merged_entry_by_entry(
+    section: Section, path: str, name: str, created_seq: int
+) -> DnsConnection:
+    """The section applied one entry at a time, as updates are; raises naming the line at fault.
+
+    Each key appears once (``parse_keyfile``) and the caps only grow as keys are added,
+    so this refuses exactly what the merge of every key at once refuses.
+    """
+    entries = {entry.key: entry for entry in section.entries}
     with _at(path, entries["connection.type"].line):
         identity = {key: entries[key].value for key in _IDENTITY_KEYS}
         conn = merge_settings(None, name, identity, created_seq=created_seq)
