@@ -57,6 +57,7 @@ from netpathd.dns_backends.dnsmasq import DnsmasqBackend  # noqa: E402
 from netpathd.dns_backends.resolved import ResolvedBackend  # noqa: E402
 from netpathd.dns_manager import DnsManager  # noqa: E402
 from netpathd.files.atomic import write_atomic  # noqa: E402
+from netpathd.files.config import read_config_text  # noqa: E402
 from netpathd.files.resolv_conf import RcManager  # noqa: E402
 from netpathd.model.dns import DnsConnection, DnsFamilyConfig  # noqa: E402
 from netpathd.model.dns_plan import DnsMode, DnsPlan  # noqa: E402
@@ -157,6 +158,27 @@ def measure(size: int, calls: int, fresh: bool, resolver_parent: str | None) -> 
             write_atomic(workdir / "floor", text)
             floor.append(time.perf_counter() - started)
     return tuple(median_ms(samples) for samples in (persisted, runtime, rewrites, routed, floor))
+
+
+def measure_load(size: int, calls: int) -> tuple[float, float]:
+    """A start's read of ``size`` connection files (``DnsManager.load``), and the reads alone."""
+    with tempfile.TemporaryDirectory(prefix="netpathd-bench-") as name:
+        workdir = Path(name)
+        dns = loaded(workdir, size)
+        dns.set_connection("c1", {"ipv4.dns-priority": 1}, runtime=False)  # one file each
+        files = sorted((workdir / "state").rglob("*.conf"))
+        loads, reads = [], []
+        for _ in range(calls):
+            started = time.perf_counter()
+            DnsManager(
+                workdir / "config", workdir / "state", workdir / "resolv.conf", RcManager.FILE
+            ).load()
+            loads.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            for path in files:
+                read_config_text(path)
+            reads.append(time.perf_counter() - started)
+    return median_ms(loads), median_ms(reads)
 
 
 class Held:
@@ -283,6 +305,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=30)
     parser.add_argument("--fresh-states", action="store_true", help="a new snapshot per rewrite")
     parser.add_argument("--no-split", action="store_true", help="dns=default only")
+    parser.add_argument("--load-calls", type=int, default=5, help="loads timed per size")
     parser.add_argument(
         "--resolver-dir",
         help="where the resolver file is written (default: beside the state directory, under "
@@ -311,6 +334,11 @@ def main() -> None:
             f"{floor:>13.2f}{persisted / first[0]:>15.1f}x{rewrite / first[1]:>7.1f}x"
         )
     print("targets at N=1000: Set ≤ 2 ms median, rewrite ≤ 5 ms median")
+    print(f"\nloading the connection files at start, medians in ms over {args.load_calls} loads")
+    print(f"{'N':>6}{'load':>10}{'files read alone':>18}{'per connection':>16}")
+    for size in sizes:
+        load, read = measure_load(size, args.load_calls)
+        print(f"{size:>6}{load:>10.2f}{read:>18.2f}{load / size * 1e3:>13.1f} µs")
     if args.no_split:
         return
     modes = (DnsMode.DNSMASQ, DnsMode.SYSTEMD_RESOLVED)
