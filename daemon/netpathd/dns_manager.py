@@ -155,6 +155,11 @@ class DnsManager:
     def link_exists(self, name: str) -> bool:
         return self._index.state.link_by_name(name) is not None
 
+    def link_kind(self, name: str) -> str:
+        """The kind rtnetlink gave the link (``tun``, ``wireguard``...); "" if none or unseen."""
+        link = self._index.state.link_by_name(name)
+        return link.kind if link is not None else ""
+
     def sourced(self, name: str) -> DnsConnection | None:
         found = self._sourced.get(name)
         return found[0] if found is not None else None

@@ -31,9 +31,8 @@ def record_connection(
     )
     existing = dns.sourced(name)
     seq = existing.created_seq if existing is not None else dns.next_seq()
-    conn = merge_settings(
-        None, name, resolvconf.settings(parsed, interface, flags), created_seq=seq
-    )
+    values = resolvconf.settings(parsed, interface, flags, dns.link_kind(interface))
+    conn = merge_settings(None, name, values, created_seq=seq)
     return dataclasses.replace(conn, metric=flags.metric)
 
 

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_dns_daemon import nameservers
+from tests.integration.test_dns_daemon import DNS, nameservers
 from tests.support.bus import PrivateBus
 from tests.support.ctl import netpathctl_ok
 from tests.support.daemon import Daemon, daemon_env
+from tests.support.dbus_client import bus_client
 from tests.support.netns import Netns
 
 pytestmark = pytest.mark.integration
@@ -172,6 +173,32 @@ def test_openvpn_update_resolv_conf(
             assert "search corp.example lab.example" in daemon.resolv_conf.read_text()
             assert connections(bus)["resolvconf:tun0.inet"]["connection.interface-name"] == "tun0"
     assert "resolvconf:tun0.inet" not in connections(bus)
+
+
+async def test_an_openvpn_record_goes_before_the_lan_holding_the_default_route(
+    daemon: Daemon, bus: PrivateBus, ns: Netns, resolvconf_bin: Path
+) -> None:
+    """update-resolv-conf passes neither -x nor -m: the tunnel's kind makes it a VPN's record,
+    which NetworkManager's rules put first (and openresolv and Debian's resolvconf too)."""
+    links(ns, "eth0")
+    ns.ip("address", "add", "192.0.2.10/24", "dev", "eth0")
+    ns.ip("route", "add", "default", "via", "192.0.2.1", "dev", "eth0")
+    wan(bus)
+    async with bus_client(bus.address) as client:
+        ns.ip("tuntap", "add", "tun0", "mode", "tun")
+        ns.ip("link", "set", "tun0", "up")
+        # A record takes the kind of the link the daemon knows: wait until it has seen
+        # tun0, through a runtime connection on it that is used once it has.
+        probe = ["connection.interface-name", "tun0", "connection.type", "generic",
+                 "ipv4.dns", "198.51.100.99", "--runtime"]  # fmt: skip
+        netpathctl_ok(bus.address, "dns", "set", "probe", *probe)
+        await client.wait_change(DNS, "Nameservers", ["192.0.2.53", "198.51.100.99"])
+    netpathctl_ok(bus.address, "dns", "remove", "probe")
+    added = resolvconf(bus, resolvconf_bin, "-a", "tun0.inet", stdin=b"nameserver 203.0.113.53\n")
+    assert added.returncode == 0, added.stderr
+    assert nameservers(daemon.resolv_conf) == ["203.0.113.53", "192.0.2.53"]
+    record = connections(bus)["resolvconf:tun0.inet"]
+    assert (record["connection.type"], record["ipv4.dns-priority"]) == ("vpn", 0)
 
 
 def test_dhclient_script_record_by_metric(daemon: Daemon, bus: PrivateBus, ns: Netns) -> None:

@@ -11,7 +11,7 @@ from netpathd.errors import InvalidArgument
 from netpathd.model import resolvconf
 from netpathd.model.dns import DnsConnection, DnsFamilyConfig, GlobalDnsPriority, order
 from netpathd.model.dns_settings import merge_settings
-from netpathd.model.links import Link, NetState
+from netpathd.model.links import DefaultRoute, Family, Link, NetState
 from netpathd.model.resolvconf import Flags, interface_of, parse_text
 
 OPENVPN_TEXT = "domain corp.example\nnameserver 198.51.100.53\nnameserver 2001:db8::53\n"
@@ -77,9 +77,10 @@ def test_keys_that_are_no_file_name_are_refused(key: str) -> None:
         resolvconf.validate_key(key)
 
 
-def record(key: str, text: str, seq: int, flags: Flags) -> DnsConnection:
+def record(key: str, text: str, seq: int, flags: Flags, link_kind: str = "") -> DnsConnection:
     parsed = parse_text(text)
-    settings = resolvconf.settings(parsed, interface_of(key, lambda _: False), flags)
+    interface = interface_of(key, lambda _: False)
+    settings = resolvconf.settings(parsed, interface, flags, link_kind)
     conn = merge_settings(None, resolvconf.connection_name(key), settings, created_seq=seq)
     return dataclasses.replace(conn, metric=flags.metric)
 
@@ -98,6 +99,27 @@ def test_exclusive_is_a_negative_priority_that_leaves_the_others_out() -> None:
     result = order([lan, wg], up("eth0", "wg0"), GlobalDnsPriority())
     assert result.nameservers == ("198.51.100.53",)
     assert wg.ipv4.priority == wg.ipv6.priority == resolvconf.EXCLUSIVE_PRIORITY
+
+
+@pytest.mark.parametrize(
+    ("link_kind", "conn_type"),
+    [("tun", "vpn"), ("wireguard", "wireguard"), ("veth", "generic"), ("", "generic")],
+)
+def test_a_record_on_a_tunnel_is_a_vpns(link_kind: str, conn_type: str) -> None:
+    """OpenVPN's update-resolv-conf adds ``tun0.inet`` without ``-x`` or ``-m``: its servers
+    must still come before the LAN's, as both resolvconf tools and NetworkManager put them."""
+    lan = DnsConnection(
+        "lan", "eth0", "ethernet", ipv4=DnsFamilyConfig((ipaddress.ip_address("192.0.2.53"),))
+    )
+    vpn = record("tun0.inet", "nameserver 203.0.113.53\n", 1, Flags(), link_kind)
+    assert vpn.type == conn_type
+    state = NetState(
+        links={1: Link(1, "eth0", True), 2: Link(2, "tun0", True, kind=link_kind)},
+        default_routes=frozenset({DefaultRoute(Family.IPV4, 1, 100)}),
+    )
+    result = order([lan, vpn], state, GlobalDnsPriority())
+    first = "203.0.113.53" if conn_type != "generic" else "192.0.2.53"
+    assert result.nameservers[0] == first
 
 
 def test_the_metric_orders_records_of_equal_priority_lower_first() -> None:

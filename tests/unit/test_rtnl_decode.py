@@ -106,6 +106,14 @@ def test_links_decode_as_pyroute2_encodes_them(name: str, flags: int) -> None:
     assert decode(RTM_DELLINK, 0, raw) == [netstate.LinkGone(7)]
 
 
+@pytest.mark.parametrize("kind", ["tun", "wireguard", "veth"])
+def test_a_links_kind_is_read_from_its_link_info(kind: str) -> None:
+    """What tells a VPN's tunnel from a NIC: ``ip -d link`` shows it as the link's type."""
+    info = {"attrs": [("IFLA_INFO_KIND", kind)]}
+    raw = link_message(socket.AF_UNSPEC, 7, IFF_UP, IFLA_IFNAME="vpn0", IFLA_LINKINFO=info)
+    assert decode(RTM_NEWLINK, 0, raw) == [netstate.LinkSeen(Link(7, "vpn0", True, False, kind))]
+
+
 def test_a_bridge_port_notification_is_no_link_event() -> None:
     raw = link_message(socket.AF_BRIDGE, 7, IFF_UP, IFLA_IFNAME="port1")
     assert decode(RTM_DELLINK, 0, raw) == [] and decode(RTM_NEWLINK, 0, raw) == []

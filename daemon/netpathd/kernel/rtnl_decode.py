@@ -38,6 +38,7 @@ _FAMILIES = {socket.AF_INET: Family.IPV4, socket.AF_INET6: Family.IPV6}
 
 IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
 IFLA_IFNAME = 3
+IFLA_LINKINFO, IFLA_INFO_KIND = 18, 1  # the kind of a link made through rtnl_link_ops
 RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE, RTA_VIA = 4, 5, 6, 9, 15, 18
 NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED and NLA_F_NET_BYTEORDER
 _HEADER = 16  # struct nlmsghdr
@@ -76,13 +77,25 @@ def _link_events(msg_type: int, raw: bytes) -> list[netstate.NetEvent]:
         return []  # AF_BRIDGE port notifications: a DELLINK there is not a deletion
     if msg_type == RTM_DELLINK:
         return [netstate.LinkGone(index)]
-    name = _attributes(raw, _HEADER + _IFINFOMSG.size).get(IFLA_IFNAME)
+    attributes = _attributes(raw, _HEADER + _IFINFOMSG.size)
+    name = attributes.get(IFLA_IFNAME)
     if name is None:
         raise ValueError("link message without IFLA_IFNAME")
+    info = attributes.get(IFLA_LINKINFO)
+    kind = _attributes(info, 0).get(IFLA_INFO_KIND, b"") if info is not None else b""
     link = Link(
-        index, name.split(b"\0", 1)[0].decode(), bool(flags & IFF_UP), bool(flags & IFF_LOWER_UP)
+        index,
+        _text(name),
+        bool(flags & IFF_UP),
+        bool(flags & IFF_LOWER_UP),
+        _text(kind),
     )
     return [netstate.LinkSeen(link)]
+
+
+def _text(payload: bytes) -> str:
+    """A NUL-terminated string attribute."""
+    return payload.split(b"\0", 1)[0].decode()
 
 
 def _address_events(msg_type: int, raw: bytes) -> list[netstate.NetEvent]:

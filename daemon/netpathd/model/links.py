@@ -31,6 +31,7 @@ class Link:
     name: str
     up: bool  # administratively up (IFF_UP); carrier is not required, like NetworkManager
     carrier: bool = True  # IFF_LOWER_UP: without it the kernel flags the link's routes linkdown
+    kind: str = ""  # IFLA_INFO_KIND ("tun", "wireguard", "veth"...); "" for hardware
 
 
 @dataclass(frozen=True, slots=True)

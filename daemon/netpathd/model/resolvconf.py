@@ -16,6 +16,11 @@ the key names, and the flags map onto dns-priority:
   0 unless given, as openresolv's default metric is 0).
 * ``-p`` turns the search domains into routing-only ``~domain`` entries.
 
+A record on a tunnel is a VPN's: both tools put tunnels first (openresolv's
+``dynamic_order`` begins with ``tap*``, ``tun*``, ``vpn*`` and ``wg*``, Debian's
+``interface-order`` with ``tun*`` and ``tap*``), so such a record gets
+NetworkManager's VPN priority and rank, by the kind of its link (`TUNNEL_TYPES`).
+
 This module is pure: the CLI checks the text with it before talking to the daemon,
 and the daemon parses it again, since any bus client may send text.
 """
@@ -33,6 +38,10 @@ from netpathd.model.dns_sources import RESOLVCONF_PREFIX
 PREFIX = RESOLVCONF_PREFIX
 SOURCE = "resolvconf"
 TYPE = "generic"
+TUNNEL_TYPES = {"wireguard": "wireguard", "tun": "vpn"}
+"""The link's kind (IFLA_INFO_KIND) → the record's type.  A tun or tap link is where
+OpenVPN, openconnect and vpnc put their tunnels, which NetworkManager runs as
+connections of type ``vpn`` through its plugins."""
 EXCLUSIVE_PRIORITY = -1
 MAX_TEXT = 64 * 1024  # far above any real resolv.conf; a D-Bus caller is not trusted
 MAX_LINE = 4096
@@ -148,12 +157,17 @@ def interface_of(key: str, link_exists: Callable[[str], bool]) -> str:
     return head
 
 
-def settings(text: ResolvConfText, interface: str, flags: Flags) -> dict[str, object]:
-    """The connection's nmcli-style settings (validated by `dns_settings.merge_settings`)."""
+def settings(
+    text: ResolvConfText, interface: str, flags: Flags, link_kind: str = ""
+) -> dict[str, object]:
+    """The connection's nmcli-style settings (validated by `dns_settings.merge_settings`).
+
+    ``link_kind``: the kind of the link ``interface`` names, "" when unknown.
+    """
     search = [f"~{domain}" for domain in text.search] if flags.private else list(text.search)
     values: dict[str, object] = {
         "connection.interface-name": interface,
-        "connection.type": TYPE,
+        "connection.type": TUNNEL_TYPES.get(link_kind, TYPE),
         "ipv4.dns": list(text.ipv4),
         "ipv6.dns": list(text.ipv6),
         # One list serves both families, as a record's search line does.
