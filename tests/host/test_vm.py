@@ -34,6 +34,7 @@ STEPS = [
     "two-paths",
     "guide-mptcp",
     "resolver-file",
+    "split-dns-dnsmasq",
     "resolvconf-package",
     "apt-remove",
     "apt-purge",
