@@ -35,6 +35,7 @@ STEPS = [
     "guide-mptcp",
     "resolver-file",
     "split-dns-dnsmasq",
+    "split-dns-resolved",
     "resolvconf-package",
     "apt-remove",
     "apt-purge",
