@@ -34,6 +34,8 @@ STEPS = [
     "two-paths",
     "guide-mptcp",
     "resolver-file",
+    "split-dns-dnsmasq",
+    "split-dns-resolved",
     "resolvconf-package",
     "apt-remove",
     "apt-purge",

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.packages
 # Installed from the repository itself, so changes to dbus/ and systemd/ flow into the package.
 REPO_FILES = {
     "lib/systemd/system/netpathd.service": "systemd/netpathd.service",
+    "usr/lib/netpathd/netpathd.service.d/dnsmasq.conf": "packaging/netpathd.service.d/dnsmasq.conf",
     "usr/share/dbus-1/system.d/org.netpathd1.conf": "dbus/org.netpathd1.conf",
     "usr/share/dbus-1/system-services/org.netpathd1.service": "dbus/org.netpathd1.service",
     "usr/share/polkit-1/actions/org.netpathd1.policy": "dbus/org.netpathd1.policy",

@@ -8,6 +8,7 @@ import ipaddress
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
 from dbus_fast import Message, MessageType
 
 from netpathd.dns_backends.base import BackendContext, PushingBackend
@@ -165,6 +166,29 @@ async def test_dnsmasq_is_sent_a_server_list_only_when_it_changes(tmp_path: Path
     backend._on_message(up)
     await backend.push(plan([lab, wan], state, GlobalDnsPriority(), DnsMode.DNSMASQ))
     assert len(bus.sent) == 3 and bus.sent[2] == bus.sent[1]
+
+
+class UnstoppableProcess:
+    """A dnsmasq that dropped to another user while netpathd lacks CAP_KILL: signals are EPERM."""
+
+    pid = 4242
+    returncode = None
+
+    def send_signal(self, _signal: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+
+async def test_a_dnsmasq_netpathd_may_not_signal_is_reported_and_the_switch_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = ResolverFileWriter(tmp_path / "resolv.conf", tmp_path / "copy", RcManager.FILE)
+    backend = DnsmasqBackend(BackendContext(None, None, files, tmp_path, lambda _: None))
+    backend._process = cast(Any, UnstoppableProcess())  # as if _run_once had started it
+    # Seen under the shipped unit without CAP_KILL: the EPERM ended the reload that switched
+    # modes, so READY=1 never followed RELOADING=1 and `systemctl reload` hung.
+    await backend.close()
+    assert "cannot stop dnsmasq (pid 4242)" in caplog.text
+    assert "CAP_KILL" in caplog.text
 
 
 class RecordingBackend(PushingBackend):

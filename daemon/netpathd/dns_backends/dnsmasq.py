@@ -38,6 +38,8 @@ STOP_TIMEOUT = 5.0
 RESTART_DELAYS = (0.0, 0.5, 1.0, 2.0, 5.0)  # also how often a missing binary is looked for
 STABLE_AFTER = 30.0  # a dnsmasq that ran this long starts the delays from the beginning
 SERVICE_UNKNOWN = "org.freedesktop.DBus.Error.ServiceUnknown"
+# What dnsmasq needs of netpathd.service beyond its sandbox (packaging/, README "Split DNS").
+UNIT_DROP_IN = "/usr/lib/netpathd/netpathd.service.d/dnsmasq.conf"
 
 
 def find_dnsmasq() -> str | None:
@@ -210,12 +212,25 @@ class DnsmasqBackend(PushingBackend):
         process, self._process = self._process, None
         if process is None or process.returncode is not None:
             return
-        process.send_signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        except PermissionError as error:
+            # dnsmasq dropped to nobody, and signalling another user's process takes CAP_KILL,
+            # which the shipped unit grants only with the drop-in.  Raising would end the mode
+            # switch half-way (and, in a reload, never send READY=1).
+            log.error(
+                "cannot stop dnsmasq (pid %d): %s (it runs as another user and netpathd lacks "
+                "CAP_KILL; under the shipped unit dns=dnsmasq needs %s)",
+                process.pid,
+                error.strerror,
+                UNIT_DROP_IN,
+            )
+            return
         log.info("stopped dnsmasq (pid %d)", process.pid)
 
     async def _stop_stale(self) -> None:
