@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -26,6 +25,7 @@ log = logging.getLogger(__name__)
 StateObserver = Callable[[str], None]
 
 RUNNING = "running"
+BUS_LOST = "unavailable: lost the connection to the bus"
 
 
 class DnsBackend(Protocol):
@@ -135,21 +135,47 @@ class PushingBackend(ABC):
 
     async def stop_pushing(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None
 
 
-async def bus_daemon_match(bus: MessageBus, member: str, rule: str) -> None:
+async def stop_task(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait for its end; an error it ended with is logged, not raised.
+
+    The back-end is closing either way, and a raise here would skip the rest of the
+    daemon's shutdown.  A cancellation of the caller (the shutdown deadline) still goes
+    through: gather propagates it, where suppressing CancelledError would swallow it.
+    """
+    task.cancel()
+    (outcome,) = await asyncio.gather(task, return_exceptions=True)
+    if isinstance(outcome, Exception):  # its own CancelledError is a BaseException
+        log.error("DNS back-end task %s failed: %r", task.get_name(), outcome)
+
+
+async def bus_call(bus: MessageBus, message: Message, within: float) -> Message | None:
+    """``bus.call`` answered ``within`` seconds (TimeoutError); a lost bus is `BackendUnavailable`.
+
+    A call in flight when the connection drops fails with what ended dbus-fast's reader
+    (EOFError, an OSError), one made later with NotConnected (bus/flow_control.py).
+    """
+    try:
+        return await asyncio.wait_for(bus.call(message), within)
+    except TimeoutError:
+        raise
+    except Exception as error:
+        if bus.connected:
+            raise
+        raise BackendUnavailable(BUS_LOST) from error
+
+
+async def bus_daemon_match(bus: MessageBus, member: str, rule: str, within: float) -> None:
     """`AddMatch` or `RemoveMatch` of `rule`: the bus daemon answers, not the back-end."""
-    await bus.call(
-        Message(
-            destination="org.freedesktop.DBus",
-            path="/org/freedesktop/DBus",
-            interface="org.freedesktop.DBus",
-            member=member,
-            signature="s",
-            body=[rule],
-        )
+    message = Message(
+        destination="org.freedesktop.DBus",
+        path="/org/freedesktop/DBus",
+        interface="org.freedesktop.DBus",
+        member=member,
+        signature="s",
+        body=[rule],
     )
+    await bus_call(bus, message, within)
