@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from netpathd.bus.flow_control import FlowControlledBus, NotConnected
 from tests.integration.split_dns import prepare, set_settings, split_dns, wait_state
 from tests.integration.test_dns_dnsmasq import dnsmasq_pids
 from tests.integration.test_dns_resolved import resolved_frame
-from tests.support.bus import PrivateBus
+from tests.support.bus import ROOT, PrivateBus
 from tests.support.daemon import Daemon, running_daemon
 from tests.support.dbus_client import bus_client
 from tests.support.netns import Netns
@@ -35,6 +36,8 @@ pytestmark = pytest.mark.integration
 EXIT_WITHIN = 4.0
 GIVE_UP_AFTER = 30.0  # how long a test waits to report how long a slow exit took
 LOST = "lost the connection to the bus, exiting"
+FLOOD_SERVED = 0.5  # s of CPU the daemon spent since the flood began: it is serving it
+RESYNC_ROUTES = 20_000  # default routes: far more than the 4 MiB event queue holds
 
 
 def kill_bus(bus: PrivateBus) -> float:
@@ -56,6 +59,7 @@ def assert_exits_for_bus_loss(daemon: Daemon, lost_at: float) -> str:
     stderr = daemon.stop()
     assert status == 1, f"exit status {status}; stderr:\n{stderr}"
     assert LOST in stderr, stderr
+    assert "Traceback" not in stderr, stderr  # one clear line, not a stray task's error
     assert took < EXIT_WITHIN, f"exited {took:.1f} s after the bus was lost; stderr:\n{stderr}"
     return stderr
 
@@ -89,6 +93,77 @@ async def test_a_call_after_the_bus_is_gone_fails_at_once(bus: PrivateBus) -> No
             sock.close()
 
 
+def test_idle_daemon_exits_when_the_bus_dies(daemon: Daemon, bus: PrivateBus) -> None:
+    assert_exits_for_bus_loss(daemon, kill_bus(bus))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system time of ``pid`` (proc(5): fields 14 and 15 of /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_daemon_exits_when_the_bus_dies_during_a_flood_of_calls(
+    daemon: Daemon, bus: PrivateBus
+) -> None:
+    """Replies queued in the writer (Introspect is the largest) when the socket goes."""
+    before = cpu_seconds(daemon.process.pid)
+    flood = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.support.flood_client",
+            f"--socket={bus.directory / 'bus.socket'}",
+            "--kind=introspect",
+            "--connections=4",
+            "--calls=1000000",
+            "--in-flight=100",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while cpu_seconds(daemon.process.pid) - before < FLOOD_SERVED:
+            assert flood.poll() is None, "the flood client ended early"
+            assert time.monotonic() < deadline, "the daemon did not serve the flood"
+            time.sleep(0.01)
+        lost_at = kill_bus(bus)
+    finally:
+        flood.kill()
+        flood.wait(timeout=10)
+    assert_exits_for_bus_loss(daemon, lost_at)
+
+
+def route_flood(directory: Path) -> Path:
+    """Default routes with falling metrics: the kernel inserts each at its list's head."""
+    lines = ["link add bl0 type veth peer name bl1", "link set bl0 up", "link set bl1 up"]
+    lines.append("address add 198.51.100.2/24 dev bl0")
+    lines += [
+        f"route add default via 198.51.100.1 dev bl0 metric {1000 + RESYNC_ROUTES - n}"
+        for n in range(RESYNC_ROUTES)
+    ]
+    batch = directory / "routes.batch"
+    batch.write_text("\n".join([*lines, ""]))
+    return batch
+
+
+def test_daemon_exits_when_the_bus_dies_during_a_netlink_resync(
+    daemon: Daemon, bus: PrivateBus, ns: Netns, tmp_path: Path
+) -> None:
+    """Stopped, the daemon's event queue overruns; continued, it resyncs with no bus left."""
+    daemon.signal(signal.SIGSTOP)
+    try:
+        flood = ["nice", "-n", "19", "ip", "-n", ns.name, "-batch", str(route_flood(tmp_path))]
+        subprocess.run(flood, check=True, timeout=300)
+        lost_at = kill_bus(bus)
+    finally:
+        daemon.signal(signal.SIGCONT)
+    stderr = assert_exits_for_bus_loss(daemon, lost_at)
+    assert "rtnetlink notifications lost" in stderr, stderr
+
+
 async def wait_running(address: str) -> None:
     """The back-end has pushed a plan: it holds a match and has links to revert."""
     async with bus_client(address) as client:
@@ -103,8 +178,9 @@ async def test_dnsmasq_mode_exits_and_stops_its_dnsmasq_when_the_bus_dies(
         with running_daemon(ns, bus, tmp_path) as daemon:
             await wait_running(bus.address)
             assert dnsmasq_pids(ns)
-            assert_exits_for_bus_loss(daemon, kill_bus(bus))
+            stderr = assert_exits_for_bus_loss(daemon, kill_bus(bus))
             assert dnsmasq_pids(ns) == []
+    assert stderr.index(LOST) < stderr.index("stopped dnsmasq"), "the reason came last"
 
 
 async def test_resolved_mode_exits_when_the_bus_dies(ns: Netns, tmp_path: Path) -> None:
