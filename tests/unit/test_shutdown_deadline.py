@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
 import pytest
 
-from netpathd.app import Step, finish_within
+from netpathd.app import Step, cancel_until_done, finish_within
 
 DEADLINE = 0.2
 
@@ -71,3 +72,17 @@ async def test_a_step_that_raises_is_logged_and_the_next_one_runs(
         )
     assert ran == ["after"]
     assert "closing the broken part failed" in caplog.text
+
+
+async def test_a_task_that_swallows_its_cancellation_is_cancelled_again() -> None:
+    """As Python 3.11's wait_for does when its result comes in the turn of the cancel."""
+
+    async def stubborn() -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(60)
+        await asyncio.sleep(60)
+
+    task = asyncio.get_running_loop().create_task(stubborn())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel_until_done({task}), 5)
+    assert task.cancelled()

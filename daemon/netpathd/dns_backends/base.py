@@ -26,6 +26,7 @@ StateObserver = Callable[[str], None]
 
 RUNNING = "running"
 BUS_LOST = "unavailable: lost the connection to the bus"
+CANCEL_AGAIN_AFTER = 0.1  # s: a task that swallowed its cancellation is cancelled again
 
 
 class DnsBackend(Protocol):
@@ -140,26 +141,31 @@ class PushingBackend(ABC):
 
 
 async def stop_task(task: asyncio.Task[None]) -> None:
-    """Cancel ``task`` and wait for its end; an error it ended with is logged, not raised.
+    """Cancel ``task`` until it ends; an error it ended with is logged, not raised.
 
-    The back-end is closing either way, and a raise here would skip the rest of the
-    daemon's shutdown.  A cancellation of the caller (the shutdown deadline) still goes
-    through: gather propagates it, where suppressing CancelledError would swallow it.
+    Again and again: Python 3.11's ``asyncio.wait_for`` swallows a cancellation that
+    lands in the turn its result does (gh-86296, fixed in 3.12), and such a task goes on
+    to wait for the next plan.  The back-end is closing either way, and a raise here would
+    skip the rest of the daemon's shutdown.
     """
-    task.cancel()
-    (outcome,) = await asyncio.gather(task, return_exceptions=True)
-    if isinstance(outcome, Exception):  # its own CancelledError is a BaseException
-        log.error("DNS back-end task %s failed: %r", task.get_name(), outcome)
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=CANCEL_AGAIN_AFTER)
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("DNS back-end task %s failed: %r", task.get_name(), error)
 
 
 async def bus_call(bus: MessageBus, message: Message, within: float) -> Message | None:
     """``bus.call`` answered ``within`` seconds (TimeoutError); a lost bus is `BackendUnavailable`.
 
-    A call in flight when the connection drops fails with what ended dbus-fast's reader
-    (EOFError, an OSError), one made later with NotConnected (bus/flow_control.py).
+    ``asyncio.timeout``, not ``wait_for``, which in 3.11 can swallow the caller's
+    cancellation (`stop_task`).  A call in flight when the connection drops fails with what
+    ended dbus-fast's reader (EOFError, an OSError), one made later with NotConnected
+    (bus/flow_control.py).
     """
     try:
-        return await asyncio.wait_for(bus.call(message), within)
+        async with asyncio.timeout(within):
+            return await bus.call(message)
     except TimeoutError:
         raise
     except Exception as error:
