@@ -19,7 +19,9 @@ ROOT_ONLY = {
     "vm": "needs root: builds the guest image with mmdebstrap --mode=root",
 }
 
-pytest_plugins = ["tests.support.fixtures", "tests.support.polkit"]
+# tests.support.daemon first: fixtures imports it, and a plugin imported before it is
+# registered misses pytest's assertion rewriting.
+pytest_plugins = ["tests.support.daemon", "tests.support.fixtures", "tests.support.polkit"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

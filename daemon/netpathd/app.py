@@ -13,9 +13,10 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from netpathd import BUS_NAME, __version__, keep_openssl_out, service_manager
@@ -36,6 +37,62 @@ if TYPE_CHECKING:
 log = logging.getLogger("netpathd")
 
 EX_USAGE, EX_UNAVAILABLE = 64, 69
+# Above the longest wait a part has a reason for (dnsmasq's 5 s SIGTERM grace, then
+# SIGKILL), far below systemd's TimeoutStopSec (90 s) after which it would kill us anyway.
+SHUTDOWN_DEADLINE = 10.0
+CANCEL_AGAIN_AFTER = 0.1  # s: a task that swallowed its cancellation is cancelled again
+
+Step = tuple[str, Callable[[], Awaitable[None]]]
+
+
+async def cancel_until_done(tasks: set[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks``, again and again, until all have ended.
+
+    Python 3.11's ``asyncio.wait_for`` swallows a cancellation that lands in the turn its
+    result does (python/cpython gh-86296, fixed in 3.12); such a task goes on to its next
+    wait, and one cancellation would leave it running.
+    """
+    import asyncio  # noqa: PLC0415 - see the module docstring
+
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=CANCEL_AGAIN_AFTER)
+
+
+def ended(task: asyncio.Task[Any]) -> bool:
+    """Whether ``task`` is done; its error, if any, counts as seen (what ended dbus-fast's
+    reader, an EOFError, says nothing the log line does not)."""
+    if task.done() and not task.cancelled():
+        task.exception()
+    return task.done()
+
+
+async def finish_within(deadline: float, steps: Sequence[Step]) -> str | None:
+    """Run the ``(name, close)`` steps in order; the name of the one still running at
+    ``deadline``, or None when all ended.
+
+    They run in a task of their own that is left alone at the deadline: a bound that
+    cancels (``asyncio.timeout``) holds only if the awaited code lets the cancellation
+    through. A step that raises is logged and the next one runs.
+    """
+    import asyncio  # noqa: PLC0415 - see the module docstring
+
+    current = ""
+
+    async def run_steps() -> None:
+        nonlocal current
+        for name, close in steps:
+            current = name
+            try:
+                await close()
+            except Exception:
+                log.exception("closing %s failed", name)
+
+    task = asyncio.get_running_loop().create_task(run_steps())
+    done, _ = await asyncio.wait({task}, timeout=deadline)
+    return None if done else current
 
 
 class Daemon:
@@ -164,26 +221,43 @@ class Daemon:
         stopped = loop.create_task(self._stop.wait())
         await asyncio.wait({disconnected, stopped}, return_when=asyncio.FIRST_COMPLETED)
 
+        if lost := ended(disconnected):
+            log.error("lost the connection to the bus, exiting")
         self.manager.set_state(DaemonState.STOPPING)
         service_manager.notify("STOPPING=1", "STATUS=Shutting down")
         stopped.cancel()
-        for task in self._tasks:
-            task.cancel()
         self.ra_watcher.close()
         self.ra.close()
         if self.tcp is not None:
             self.tcp.close()  # unpinned, the kernel detaches the program: new sockets are TCP
-        await self.watcher.close()
-        await self.mptcp.close()
-        await self.dns.close()
-        if disconnected.done():
-            log.error("lost the connection to the bus, exiting")
+        steps: list[Step] = [
+            ("the daemon's tasks", self._stop_tasks),
+            ("the rtnetlink watcher", self.watcher.close),
+            ("the MPTCP manager", self.mptcp.close),
+            ("the DNS back-end", self.dns.close),
+        ]
+        if (stuck := await finish_within(SHUTDOWN_DEADLINE, steps)) is not None:
+            log.error(
+                "shutdown did not finish within %g s: still waiting for %s; exiting",
+                SHUTDOWN_DEADLINE,
+                stuck,
+            )
+            # asyncio.run would now wait for the stuck task to end after cancelling it.
+            logging.shutdown()
+            os._exit(1)
+        if ended(disconnected):
+            if not lost:
+                log.error("lost the connection to the bus while stopping")
             return 1
         bus.disconnect()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(disconnected, 1.0)
         log.info("stopped")
         return 0
+
+    async def _stop_tasks(self) -> None:
+        """The daemon's own tasks end before the parts they use close."""
+        await cancel_until_done(self._tasks)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         import asyncio  # noqa: PLC0415 - see the module docstring

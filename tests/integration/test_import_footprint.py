@@ -24,7 +24,7 @@ import pytest
 from dbus_fast import Variant
 
 from tests.support.bus import PrivateBus
-from tests.support.daemon import Daemon, daemon_argv, daemon_env
+from tests.support.daemon import Daemon, daemon_argv, daemon_env, log_file
 from tests.support.dbus_client import bus_client
 from tests.support.netns import Netns
 
@@ -105,10 +105,11 @@ def start_listing(
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(notify_path)
     env = {**daemon_env(), "NOTIFY_SOCKET": notify_path, "MODULES_AT_READY": str(listing)}
-    process = subprocess.Popen(
-        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    return Daemon(process, workdir, notify), listing
+    with log_file(workdir, "netpathd") as stderr:
+        process = subprocess.Popen(
+            argv, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True
+        )
+    return Daemon(process, workdir, notify, Path(stderr.name)), listing
 
 
 def listing_at_ready(

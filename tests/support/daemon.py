@@ -2,10 +2,17 @@
 
 Readiness is the daemon's own ``READY=1`` over a private ``NOTIFY_SOCKET``,
 exactly what systemd waits for, so tests never sleep.
+
+Its stderr goes to a file in the workdir, never to a pipe read only at stop: a daemon
+that logs a lot cannot block on a full pipe, and the log outlives a test that was
+interrupted or hung.  This module is also a pytest plugin (tests/conftest.py) that adds
+the logs of the processes a failing test started to its report, and prints them when
+a run is interrupted (SIGINT: ``timeout -s INT``).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import select
 import signal
@@ -14,16 +21,62 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
+
+import pytest
 
 from tests.support.bus import PrivateBus
 from tests.support.netns import Netns
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 20.0
+
+_logs: list[tuple[str, Path]] = []  # (what, file) started by the running test
+
+
+def log_file(directory: Path, stem: str) -> IO[str]:
+    """A new ``STEM.N.stderr`` in ``directory``, kept for the running test's report."""
+    numbers = itertools.count(1)
+    while (path := directory / f"{stem}.{next(numbers)}.stderr").exists():
+        pass
+    _logs.append((stem, path))
+    return path.open("x")
+
+
+@pytest.hookimpl(tryfirst=True)  # before the fixtures start anything
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _logs.clear()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, None]:
+    outcome: Any = yield
+    report: pytest.TestReport = outcome.get_result()
+    if report.failed:
+        for title, path in _logs:
+            report.sections.append((f"{title} stderr ({path})", _read(path)))
+        _logs.clear()  # once per test, on the phase that failed first
+
+
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    terminal = sys.__stderr__
+    if terminal is None:
+        return
+    for title, path in _logs:
+        terminal.write(f"\n----- {title} stderr ({path}) -----\n{_read(path)}")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError as error:
+        return f"(unreadable: {error})"
 
 
 def daemon_argv(ns: Netns, bus_address: str | None, workdir: Path, *extra: str) -> list[str]:
@@ -55,6 +108,7 @@ class Daemon:
     process: subprocess.Popen[str]
     workdir: Path
     notify: socket.socket
+    stderr_path: Path
     messages: list[str] = field(default_factory=list)
 
     @property
@@ -90,16 +144,20 @@ class Daemon:
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)
 
+    def stderr(self) -> str:
+        """What the daemon wrote to stderr so far."""
+        return _read(self.stderr_path)
+
     def stop(self) -> str:
         """SIGTERM and reap; returns what the daemon wrote to stderr."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
-            _, stderr = self.process.communicate(timeout=10)
+            self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            _, stderr = self.process.communicate()
-        return stderr
+            self.process.wait()
+        return self.stderr()
 
 
 def start_daemon(
@@ -117,15 +175,18 @@ def start_daemon(
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(notify_path)
     env = {**daemon_env(), **(env or {}), "NOTIFY_SOCKET": notify_path}
-    process = subprocess.Popen(
-        daemon_argv(ns, None if "NETPATHD_BUS_ADDRESS" in env else bus.address, workdir, *extra),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # Ctrl-C in a terminal reaches only the test or sandbox
-    )
-    daemon = Daemon(process, workdir, notify)
+    with log_file(workdir, "netpathd") as stderr:
+        process = subprocess.Popen(
+            daemon_argv(
+                ns, None if "NETPATHD_BUS_ADDRESS" in env else bus.address, workdir, *extra
+            ),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            text=True,
+            start_new_session=True,  # Ctrl-C in a terminal reaches only the test or sandbox
+        )
+    daemon = Daemon(process, workdir, notify, Path(stderr.name))
     daemon.wait_notify("READY=1", ready_timeout)
     return daemon
 

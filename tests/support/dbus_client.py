@@ -40,19 +40,18 @@ class BusClient:
     async def call(
         self, interface: str, member: str, signature: str = "", body: list[Any] | None = None
     ) -> list[Any]:
-        reply = await asyncio.wait_for(
-            self.bus.call(
-                Message(
-                    destination=DEST,
-                    path=PATH,
-                    interface=interface,
-                    member=member,
-                    signature=signature,
-                    body=body or [],
-                )
-            ),
-            TIMEOUT,
+        message = Message(
+            destination=DEST,
+            path=PATH,
+            interface=interface,
+            member=member,
+            signature=signature,
+            body=body or [],
         )
+        # asyncio.timeout, not wait_for: in 3.11 wait_for swallows a cancellation that comes
+        # in the turn of the reply (gh-86296), and a cancelled Ping loop pinged on for ever.
+        async with asyncio.timeout(TIMEOUT):
+            reply = await self.bus.call(message)
         assert reply is not None
         if reply.message_type is MessageType.ERROR:
             raise CallError(reply.error_name or "", reply.body[0] if reply.body else "")
@@ -100,16 +99,16 @@ class BusClient:
 
 async def add_match(bus: MessageBus, rule: str) -> None:
     """Have the bus daemon route the signals matching ``rule`` to ``bus``."""
-    reply = await bus.call(
-        Message(
-            destination="org.freedesktop.DBus",
-            path="/org/freedesktop/DBus",
-            interface="org.freedesktop.DBus",
-            member="AddMatch",
-            signature="s",
-            body=[rule],
-        )
+    message = Message(
+        destination="org.freedesktop.DBus",
+        path="/org/freedesktop/DBus",
+        interface="org.freedesktop.DBus",
+        member="AddMatch",
+        signature="s",
+        body=[rule],
     )
+    async with asyncio.timeout(TIMEOUT):
+        reply = await bus.call(message)
     assert reply is not None and reply.message_type is MessageType.METHOD_RETURN, reply
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.bus import PrivateBus, private_bus
+from tests.support.daemon import log_file
 from tests.support.netns import Netns, run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +48,7 @@ class Holder:
     """The holder process: its mount namespace is where resolved and the bus live."""
 
     process: subprocess.Popen[str]
+    directory: Path  # where the children's stderr files go
     children: list[subprocess.Popen[str]] = field(default_factory=list)
 
     def argv(self, *command: str) -> list[str]:
@@ -56,16 +58,19 @@ class Holder:
         return run(*self.argv(*command))
 
     def spawn(self, *command: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """``command`` in the holder; its stderr in a file (a pipe nobody reads would fill
+        with the log of hundreds of links and block it), shown when the test fails."""
         # nsenter execs the command: the Popen pid is the daemon's own, never a shell's.
-        child = subprocess.Popen(
-            self.argv(*command),
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
+        with log_file(self.directory, Path(command[0]).name) as stderr:
+            child = subprocess.Popen(
+                self.argv(*command),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                text=True,
+                start_new_session=True,
+            )
         self.children.append(child)
         return child
 
@@ -98,7 +103,7 @@ def holder(ns: Netns, directory: Path) -> Iterator[Holder]:
         text=True,
         start_new_session=True,
     )
-    held = Holder(process)
+    held = Holder(process, directory)
     try:
         assert process.stdout is not None
         assert process.stdout.readline().strip() == "ready", "the holder namespace failed"

@@ -25,6 +25,11 @@ allowed calls used to take netpathd down (issue 8 item 1):
   30 µs of every ``AddEndpointRuntime`` (issue 13).  Any other message sends them
   first, and a handler that goes on awaiting sends them two turns of the loop later,
   so no signal is reordered or held for long.
+* **Nothing is written once the connection is gone.** dbus-fast 5.2.0 still writes a
+  message sent after it finalized the bus to the closed socket's fd number: EBADF, or, once
+  that number belongs to the next socket the process opened, a writer on someone else's fd
+  that spins, and a call whose reply never comes.  Such a send or call fails at once with
+  `NotConnected` (the daemon is shutting down then: app.py).
 * **Bounded error text.** dbus-fast echoes the object path, interface and property names
   of a failed ``Properties`` call into its error, which lets the caller pick the reply
   size; those errors are answered here with the names cut short.
@@ -36,6 +41,7 @@ import asyncio
 import logging
 import socket
 from collections import deque
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -65,6 +71,13 @@ STANDARD_INTERFACES = frozenset(
         "org.freedesktop.DBus.ObjectManager",
     }
 )
+
+
+class NotConnected(ConnectionError):
+    """The bus connection is gone: nothing was sent."""
+
+    def __init__(self) -> None:
+        super().__init__("not connected to the bus any more")
 
 
 class _DrainingSocket:
@@ -156,7 +169,21 @@ class FlowControlledBus(MessageBus):
         TCP->MPTCP probe before READY=1.  ``GetManagedObjects`` still answers.
         """
 
+    def _call(
+        self, msg: Message, callback: Callable[[Message | None, Exception | None], None] | None
+    ) -> None:
+        if self._disconnected:  # dbus-fast would wait for the reply for ever
+            if callback is not None:
+                callback(None, NotConnected())
+            return
+        super()._call(msg, callback)
+
     def send(self, msg: Message) -> asyncio.Future[None]:  # type: ignore[override]  # as aio's
+        if self._disconnected:
+            gone: asyncio.Future[None] = self._loop.create_future()
+            gone.set_exception(NotConnected())
+            gone.exception()  # a reply or signal nobody awaits: no "never retrieved" at exit
+            return gone
         if msg.message_type is MessageType.SIGNAL:
             if self._write_backlog() >= SIGNAL_BACKLOG:
                 return self._hold(msg)

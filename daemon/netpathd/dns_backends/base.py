@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -26,6 +25,8 @@ log = logging.getLogger(__name__)
 StateObserver = Callable[[str], None]
 
 RUNNING = "running"
+BUS_LOST = "unavailable: lost the connection to the bus"
+CANCEL_AGAIN_AFTER = 0.1  # s: a task that swallowed its cancellation is cancelled again
 
 
 class DnsBackend(Protocol):
@@ -135,21 +136,52 @@ class PushingBackend(ABC):
 
     async def stop_pushing(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None
 
 
-async def bus_daemon_match(bus: MessageBus, member: str, rule: str) -> None:
+async def stop_task(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` until it ends; an error it ended with is logged, not raised.
+
+    Again and again: Python 3.11's ``asyncio.wait_for`` swallows a cancellation that
+    lands in the turn its result does (gh-86296, fixed in 3.12), and such a task goes on
+    to wait for the next plan.  The back-end is closing either way, and a raise here would
+    skip the rest of the daemon's shutdown.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=CANCEL_AGAIN_AFTER)
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("DNS back-end task %s failed: %r", task.get_name(), error)
+
+
+async def bus_call(bus: MessageBus, message: Message, within: float) -> Message | None:
+    """``bus.call`` answered ``within`` seconds (TimeoutError); a lost bus is `BackendUnavailable`.
+
+    ``asyncio.timeout``, not ``wait_for``, which in 3.11 can swallow the caller's
+    cancellation (`stop_task`).  A call in flight when the connection drops fails with what
+    ended dbus-fast's reader (EOFError, an OSError), one made later with NotConnected
+    (bus/flow_control.py).
+    """
+    try:
+        async with asyncio.timeout(within):
+            return await bus.call(message)
+    except TimeoutError:
+        raise
+    except Exception as error:
+        if bus.connected:
+            raise
+        raise BackendUnavailable(BUS_LOST) from error
+
+
+async def bus_daemon_match(bus: MessageBus, member: str, rule: str, within: float) -> None:
     """`AddMatch` or `RemoveMatch` of `rule`: the bus daemon answers, not the back-end."""
-    await bus.call(
-        Message(
-            destination="org.freedesktop.DBus",
-            path="/org/freedesktop/DBus",
-            interface="org.freedesktop.DBus",
-            member=member,
-            signature="s",
-            body=[rule],
-        )
+    message = Message(
+        destination="org.freedesktop.DBus",
+        path="/org/freedesktop/DBus",
+        interface="org.freedesktop.DBus",
+        member=member,
+        signature="s",
+        body=[rule],
     )
+    await bus_call(bus, message, within)

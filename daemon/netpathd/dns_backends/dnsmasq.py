@@ -24,7 +24,9 @@ from netpathd.dns_backends.base import (
     BackendContext,
     BackendUnavailable,
     PushingBackend,
+    bus_call,
     bus_daemon_match,
+    stop_task,
 )
 from netpathd.model.dns_plan import DEFAULT_DOMAIN, DnsMode, DnsPlan
 
@@ -119,20 +121,16 @@ class DnsmasqBackend(PushingBackend):
         if servers == self._pushed:
             return
         instance = self._instance
+        message = Message(
+            destination=BUS_NAME,
+            path=OBJECT_PATH,
+            interface=BUS_NAME,
+            member="SetServersEx",
+            signature="aas",
+            body=[servers],
+        )
         try:
-            reply = await asyncio.wait_for(
-                bus.call(
-                    Message(
-                        destination=BUS_NAME,
-                        path=OBJECT_PATH,
-                        interface=BUS_NAME,
-                        member="SetServersEx",
-                        signature="aas",
-                        body=[servers],
-                    )
-                ),
-                CALL_TIMEOUT,
-            )
+            reply = await bus_call(bus, message, CALL_TIMEOUT)
         except TimeoutError:
             raise BackendUnavailable(
                 f"unavailable: dnsmasq did not answer within {CALL_TIMEOUT}s"
@@ -149,18 +147,14 @@ class DnsmasqBackend(PushingBackend):
     async def close(self) -> None:
         await self.stop_pushing()
         if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+            await stop_task(self._supervisor)
             self._supervisor = None
         await self._terminate()
         bus = self._context.bus
         if bus is not None and self._subscribed:
             bus.remove_message_handler(self._on_message)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    bus_daemon_match(bus, "RemoveMatch", self._match), CALL_TIMEOUT
-                )
+                await bus_daemon_match(bus, "RemoveMatch", self._match, CALL_TIMEOUT)
 
     async def _supervise(self) -> None:
         await self._subscribe()
@@ -244,21 +238,17 @@ class DnsmasqBackend(PushingBackend):
         bus = self._context.bus
         if bus is None:
             return
+        message = Message(
+            destination="org.freedesktop.DBus",
+            path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus",
+            member="GetConnectionUnixProcessID",
+            signature="s",
+            body=[BUS_NAME],
+        )
         try:
-            reply = await asyncio.wait_for(
-                bus.call(
-                    Message(
-                        destination="org.freedesktop.DBus",
-                        path="/org/freedesktop/DBus",
-                        interface="org.freedesktop.DBus",
-                        member="GetConnectionUnixProcessID",
-                        signature="s",
-                        body=[BUS_NAME],
-                    )
-                ),
-                CALL_TIMEOUT,
-            )
-        except TimeoutError:
+            reply = await bus_call(bus, message, CALL_TIMEOUT)
+        except (TimeoutError, BackendUnavailable):
             return
         if reply is None or reply.message_type is MessageType.ERROR:
             return  # NameHasNoOwner: nothing was left behind
@@ -279,9 +269,11 @@ class DnsmasqBackend(PushingBackend):
         bus.add_message_handler(self._on_message)
         self._subscribed = True
         try:
-            await asyncio.wait_for(bus_daemon_match(bus, "AddMatch", self._match), CALL_TIMEOUT)
+            await bus_daemon_match(bus, "AddMatch", self._match, CALL_TIMEOUT)
         except TimeoutError:
             log.warning("could not subscribe to dnsmasq's Up signal: the bus did not answer")
+        except BackendUnavailable as error:
+            log.warning("could not subscribe to dnsmasq's Up signal: %s", error)
 
     def _forget_pushed(self) -> None:
         self._pushed = None

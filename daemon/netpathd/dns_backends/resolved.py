@@ -12,7 +12,6 @@ the query to both and take the first answer (measured), which breaks the dns-pri
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import socket
@@ -26,6 +25,7 @@ from netpathd.dns_backends.base import (
     BackendContext,
     BackendUnavailable,
     PushingBackend,
+    bus_call,
     bus_daemon_match,
 )
 from netpathd.model.dns_plan import DnsMode, DnsPlan
@@ -135,13 +135,13 @@ class ResolvedBackend(PushingBackend):
                 pass
             except BackendUnavailable as error:
                 log.warning("could not revert ifindex %d in resolved: %s", ifindex, error)
+                if not bus.connected:
+                    break  # every other call would fail the same way
         self._configured.clear()
         if self._subscribed:
             bus.remove_message_handler(self._on_message)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    bus_daemon_match(bus, "RemoveMatch", OWNER_MATCH), CALL_TIMEOUT
-                )
+                await bus_daemon_match(bus, "RemoveMatch", OWNER_MATCH, CALL_TIMEOUT)
 
     async def _call(self, bus: MessageBus, member: str, signature: str, body: list[Any]) -> None:
         message = Message(
@@ -153,7 +153,7 @@ class ResolvedBackend(PushingBackend):
             body=body,
         )
         try:
-            reply = await asyncio.wait_for(bus.call(message), CALL_TIMEOUT)
+            reply = await bus_call(bus, message, CALL_TIMEOUT)
         except TimeoutError:
             raise BackendUnavailable(
                 f"unavailable: systemd-resolved did not answer {member} within {CALL_TIMEOUT}s"
@@ -175,7 +175,7 @@ class ResolvedBackend(PushingBackend):
         bus.add_message_handler(self._on_message)
         self._subscribed = True
         try:
-            await asyncio.wait_for(bus_daemon_match(bus, "AddMatch", OWNER_MATCH), CALL_TIMEOUT)
+            await bus_daemon_match(bus, "AddMatch", OWNER_MATCH, CALL_TIMEOUT)
         except TimeoutError:
             log.warning("could not watch %s on the bus: no answer to AddMatch", BUS_NAME)
 
