@@ -269,9 +269,17 @@ class Daemon:
     def _request_reload(self) -> None:
         async def reload() -> None:
             service_manager.notify("RELOADING=1")
-            with contextlib.suppress(ConfigError):
+            try:
                 await self.manager.reload()
-            service_manager.notify("READY=1")
+            except ConfigError:
+                pass  # the manager said why; the last good configuration stays
+            except NetpathdError as error:
+                log.error("reload failed: %s", error.message)
+            except Exception:
+                log.exception("reload failed")
+            finally:
+                # systemd waits for READY=1 after RELOADING=1: `systemctl reload` would hang
+                service_manager.notify("READY=1")
 
         self._spawn(reload())
 

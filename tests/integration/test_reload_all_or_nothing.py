@@ -8,6 +8,7 @@ the daemon keeps answering.  ``ip mptcp`` and the files on disk are the witnesse
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,3 +128,16 @@ async def test_one_bad_file_keeps_all_three_as_they_were(
         assert (await client.get(MANAGER, "LogLevel")) == "debug"
         assert await connection_names(client) == ["wan"]
     assert "198.51.100.7 id 2 signal \n" in endpoints(eth_ns)
+
+
+def test_a_reload_that_fails_half_way_still_says_ready(daemon: Daemon) -> None:
+    """systemd waits for READY=1 after a service's RELOADING=1 (sd_notify(3)): a SIGHUP
+    reload that fails while applying must still send it, or `systemctl reload` hangs."""
+    daemon.resolv_conf.unlink(missing_ok=True)
+    daemon.resolv_conf.mkdir()  # the resolver file can no longer be replaced
+    (daemon.config_dir / "dns.conf").write_text(GOOD_DNS)  # eth1 is up: a new resolver file
+    daemon.messages.clear()  # the start's READY=1
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_notify("RELOADING=1", timeout=30)
+    daemon.wait_notify("READY=1", timeout=30)
+    assert "reload failed: cannot write" in daemon.stderr()
