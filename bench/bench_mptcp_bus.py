@@ -54,12 +54,10 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "daemon")]
@@ -322,13 +320,6 @@ def file_system(path: Path) -> str:
     return max(holding, key=lambda mount: len(mount[0]))[1]
 
 
-def drain(stream: IO[str]) -> None:
-    """Read the daemon's log as it comes: a full stderr pipe would stop the daemon
-    (about 1,000 of its INFO lines fill one, so ``--rounds 400`` used to hang)."""
-    for _ in stream:
-        pass
-
-
 async def measure(ns: Netns, address: str, rounds: int, state_dir: Path) -> None:
     floor = FsyncFloor(state_dir)
     results = {
@@ -412,9 +403,7 @@ def phases(ns: Netns, bus: PrivateBus, rounds: int, state_parent: Path | None) -
             out = workdir / f"{member}.json"
             (workdir / member).mkdir()
             run = f"--runtime-dir={runtime}/{member}"
-            with timing_phases(out), running_daemon(ns, bus, workdir / member, run) as daemon:
-                assert daemon.process.stderr is not None
-                threading.Thread(target=drain, args=(daemon.process.stderr,), daemon=True).start()
+            with timing_phases(out), running_daemon(ns, bus, workdir / member, run):
                 adds, _ = asyncio.run(bus_rounds(bus.address, rounds, member))
             seen[member] = {"0 client's round trip": us(adds), **json.loads(out.read_text())}
     print(f"inside the daemon, per add (medians in µs, {rounds} rounds, clocks on):")
@@ -445,8 +434,6 @@ def main() -> None:
     ):
         workdir, runtime_dir = Path(work), Path(runtime)
         with running_daemon(ns, bus, workdir, f"--runtime-dir={runtime_dir}") as daemon:
-            assert daemon.process.stderr is not None
-            threading.Thread(target=drain, args=(daemon.process.stderr,), daemon=True).start()
             asyncio.run(measure(ns, bus.address, args.rounds, daemon.state_dir))
         if args.phases:
             phases(ns, bus, args.rounds, args.state_dir)

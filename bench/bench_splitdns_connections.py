@@ -25,7 +25,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -65,11 +64,7 @@ def real_backend(mode: DnsMode, ns: Netns, workdir: Path) -> Iterator[PrivateBus
         if mode is DnsMode.SYSTEMD_RESOLVED:
             held = stack.enter_context(holder(ns, workdir))
             bus = stack.enter_context(holder_bus(held))
-            running = stack.enter_context(resolved(held, bus))
-            # resolved logs every link it is given: its stderr pipe, unread, would fill up
-            # after a few hundred links and block it.
-            assert running.process is not None and running.process.stderr is not None
-            threading.Thread(target=running.process.stderr.read, daemon=True).start()
+            stack.enter_context(resolved(held, bus))
             yield bus
             return
         bus = stack.enter_context(private_bus())
