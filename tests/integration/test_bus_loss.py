@@ -93,6 +93,21 @@ async def test_a_call_after_the_bus_is_gone_fails_at_once(bus: PrivateBus) -> No
             sock.close()
 
 
+@pytest.mark.parametrize("corked", [False, True], ids=["alone", "with-a-calls-signals"])
+async def test_a_send_that_finds_the_bus_gone_fails_quietly(bus: PrivateBus, corked: bool) -> None:
+    """The write that meets the dead peer (EPIPE) finalizes the bus, and dbus-fast's
+    ``schedule_write`` then registers the closed fd with the loop: EBADF raised out of the
+    send, which the flood test saw as a traceback in a method's reply."""
+    connection = await FlowControlledBus(bus_address=bus.address).connect()
+    kill_bus(bus)  # waits for its death; the loop has not read the EOF yet
+    signal = Message.new_signal("/", "org.netpathd1.Test", "Tick", "u", [1])
+    messages = [signal, signal] if corked else [signal]
+    sending = connection._send_together(messages) if corked else connection.send(signal)
+    with pytest.raises((NotConnected, BrokenPipeError, ConnectionResetError)):
+        await asyncio.wait_for(sending, 2.0)
+    assert connection._disconnected
+
+
 def test_idle_daemon_exits_when_the_bus_dies(daemon: Daemon, bus: PrivateBus) -> None:
     assert_exits_for_bus_loss(daemon, kill_bus(bus))
 

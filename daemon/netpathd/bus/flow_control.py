@@ -29,7 +29,9 @@ allowed calls used to take netpathd down (issue 8 item 1):
   message sent after it finalized the bus to the closed socket's fd number: EBADF, or, once
   that number belongs to the next socket the process opened, a writer on someone else's fd
   that spins, and a call whose reply never comes.  Such a send or call fails at once with
-  `NotConnected` (the daemon is shutting down then: app.py).
+  `NotConnected` (the daemon is shutting down then: app.py).  The send whose own write
+  meets the dead peer fails with that write's error, not with the EBADF of dbus-fast
+  registering the socket it has just closed.
 * **Bounded error text.** dbus-fast echoes the object path, interface and property names
   of a failed ``Properties`` call into its error, which lets the caller pick the reply
   size; those errors are answered here with the names cut short.
@@ -105,6 +107,7 @@ def install_draining_writes(bus: MessageBus) -> None:
         and not writer.negotiate_unix_fd  # fd passing would use sendmsg, not wrapped here
         and {"sock", "send"} <= set(names)
         and callable(getattr(writer, "_write_without_remove_writer", None))  # _send_together
+        and callable(getattr(writer, "schedule_write", None))
         and isinstance(getattr(writer, "fd", None), int)
     )
     if not usable:
@@ -114,6 +117,26 @@ def install_draining_writes(bus: MessageBus) -> None:
             "flow control (python-dbus-next #153)"
         )
     writer.sock = _DrainingSocket(writer.sock)
+    writer.schedule_write = partial(_schedule_write_unless_gone, bus, writer.schedule_write)
+
+
+def _schedule_write_unless_gone(
+    bus: MessageBus,
+    schedule_write: Callable[[Message | None, asyncio.Future[None] | None], None],
+    msg: Message | None = None,
+    future: asyncio.Future[None] | None = None,
+) -> None:
+    """dbus-fast's ``schedule_write``, except when the write it tries at once meets the dead
+    peer: that write finalizes the bus, closing the socket, and ``schedule_write`` then
+    registers the closed fd with the loop, so EBADF came out of ``send()``.  The message's
+    future already holds the write's own error (EPIPE)."""
+    try:
+        schedule_write(msg, future)
+    except OSError:
+        if not bus._disconnected:
+            raise
+        if future is not None and future.done() and not future.cancelled():
+            future.exception()  # said once, by wait_for_disconnect: no "never retrieved"
 
 
 def cut(name: str) -> str:
@@ -277,6 +300,10 @@ class FlowControlledBus(MessageBus):
         if self.unique_name:  # connected: as schedule_write, write now when nothing waits
             if idle:
                 writer._write_without_remove_writer()
+            if self._disconnected:  # that write met the dead peer (_schedule_write_unless_gone)
+                if future.done() and not future.cancelled():
+                    future.exception()
+                return future
             if writer.buf is not None or writer.messages:
                 self._loop.add_writer(writer.fd, writer.write_callback)
         return future
