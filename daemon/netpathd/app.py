@@ -40,25 +40,8 @@ EX_USAGE, EX_UNAVAILABLE = 64, 69
 # Above the longest wait a part has a reason for (dnsmasq's 5 s SIGTERM grace, then
 # SIGKILL), far below systemd's TimeoutStopSec (90 s) after which it would kill us anyway.
 SHUTDOWN_DEADLINE = 10.0
-CANCEL_AGAIN_AFTER = 0.1  # s: a task that swallowed its cancellation is cancelled again
 
 Step = tuple[str, Callable[[], Awaitable[None]]]
-
-
-async def cancel_until_done(tasks: set[asyncio.Task[None]]) -> None:
-    """Cancel ``tasks``, again and again, until all have ended.
-
-    Python 3.11's ``asyncio.wait_for`` swallows a cancellation that lands in the turn its
-    result does (python/cpython gh-86296, fixed in 3.12); such a task goes on to its next
-    wait, and one cancellation would leave it running.
-    """
-    import asyncio  # noqa: PLC0415 - see the module docstring
-
-    pending = set(tasks)
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=CANCEL_AGAIN_AFTER)
 
 
 def ended(task: asyncio.Task[Any]) -> bool:
@@ -257,6 +240,8 @@ class Daemon:
 
     async def _stop_tasks(self) -> None:
         """The daemon's own tasks end before the parts they use close."""
+        from netpathd.tasks import cancel_until_done  # noqa: PLC0415 - see the module docstring
+
         await cancel_until_done(self._tasks)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:

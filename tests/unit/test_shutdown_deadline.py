@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from netpathd.app import Step, cancel_until_done, finish_within
+from netpathd.app import Step, finish_within
+from netpathd.tasks import cancel_until_done
 
 DEADLINE = 0.2
 

@@ -14,6 +14,7 @@ from dbus_fast import Message
 
 from netpathd.errors import NetpathdError
 from netpathd.model.dns_plan import DnsMode, DnsPlan
+from netpathd.tasks import cancel_until_done
 
 if TYPE_CHECKING:
     from dbus_fast.aio import MessageBus
@@ -26,7 +27,6 @@ StateObserver = Callable[[str], None]
 
 RUNNING = "running"
 BUS_LOST = "unavailable: lost the connection to the bus"
-CANCEL_AGAIN_AFTER = 0.1  # s: a task that swallowed its cancellation is cancelled again
 
 
 class DnsBackend(Protocol):
@@ -141,16 +141,11 @@ class PushingBackend(ABC):
 
 
 async def stop_task(task: asyncio.Task[None]) -> None:
-    """Cancel ``task`` until it ends; an error it ended with is logged, not raised.
-
-    Again and again: Python 3.11's ``asyncio.wait_for`` swallows a cancellation that
-    lands in the turn its result does (gh-86296, fixed in 3.12), and such a task goes on
-    to wait for the next plan.  The back-end is closing either way, and a raise here would
-    skip the rest of the daemon's shutdown.
-    """
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=CANCEL_AGAIN_AFTER)
+    """Cancel ``task`` until it ends (`netpathd.tasks`: a pusher that swallowed one
+    cancellation goes on to wait for the next plan); an error it ended with is logged, not
+    raised: the back-end is closing either way, and a raise would skip the rest of the
+    daemon's shutdown."""
+    await cancel_until_done([task])
     if not task.cancelled() and (error := task.exception()) is not None:
         log.error("DNS back-end task %s failed: %r", task.get_name(), error)
 
