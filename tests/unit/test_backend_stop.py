@@ -9,14 +9,13 @@ for the next plan, and the daemon's shutdown waited for it for ever.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from dbus_fast import Message, MessageType
 
-from netpathd.dns_backends.base import BackendContext, PushingBackend, bus_call, stop_task
+from netpathd.dns_backends.base import BackendContext, PushingBackend, bus_call
 from netpathd.dns_backends.resolv_file import ResolverFileWriter
 from netpathd.files.resolv_conf import RcManager
 from netpathd.model.dns import GlobalDnsPriority
@@ -71,15 +70,3 @@ async def test_bus_call_lets_a_cancellation_through_that_comes_with_the_reply() 
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
-
-
-async def test_stop_task_cancels_again_a_task_that_swallowed_it() -> None:
-    async def stubborn() -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.sleep(60)
-        await asyncio.sleep(60)
-
-    task = asyncio.get_running_loop().create_task(stubborn())
-    await asyncio.sleep(0)
-    await asyncio.wait_for(stop_task(task), STOPPED_WITHIN)
-    assert task.cancelled()
