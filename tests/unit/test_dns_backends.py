@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+import logging
 from pathlib import Path
 from typing import Any, cast
 
@@ -274,3 +275,28 @@ async def test_a_deleted_link_does_not_stop_resolved_from_getting_the_others(
     bus.calls.clear()
     await backend.push(plan([corp, lab], only_eth, GlobalDnsPriority(), DnsMode.SYSTEMD_RESOLVED))
     assert bus.calls == []  # nothing left to revert or to send
+
+
+async def test_dnsmasqs_own_words_are_logged_a_line_each_once_prefixed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """dnsmasq starts each stderr line with "dnsmasq: " itself (what the shipped unit
+    without its drop-in printed, measured in the VM tier)."""
+    fake = tmp_path / "dnsmasq"
+    fake.write_text(
+        "#!/bin/sh\n"
+        "echo 'dnsmasq: failed to create listening socket for 127.0.0.1: Permission denied' >&2\n"
+        "echo 'dnsmasq: FAILED to start up' >&2\n"
+        "exit 2\n"
+    )
+    fake.chmod(0o755)
+    files = ResolverFileWriter(tmp_path / "resolv.conf", tmp_path / "copy", RcManager.FILE)
+    backend = DnsmasqBackend(BackendContext(None, None, files, tmp_path, lambda _: None))
+    with caplog.at_level(logging.WARNING):
+        assert await backend._run_once(str(fake)) == 2
+    await backend.close()
+    said = [record.getMessage() for record in caplog.records if "dnsmasq" in record.getMessage()]
+    assert said == [
+        "dnsmasq: failed to create listening socket for 127.0.0.1: Permission denied",
+        "dnsmasq: FAILED to start up",
+    ]

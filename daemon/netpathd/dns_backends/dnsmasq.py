@@ -198,8 +198,9 @@ class DnsmasqBackend(PushingBackend):
         _, stderr = await self._process.communicate()
         status = self._process.returncode
         self._process = None
-        if stderr.strip():
-            log.warning("dnsmasq: %s", stderr.decode(errors="replace").strip())
+        for line in stderr.decode(errors="replace").splitlines():
+            if line.strip():  # dnsmasq begins its own lines with "dnsmasq: "
+                log.warning("dnsmasq: %s", line.removeprefix("dnsmasq: ").rstrip())
         return status if status is not None else 0
 
     async def _terminate(self) -> None:
